@@ -1,0 +1,155 @@
+"""The ``selfgym`` command line: list envs, play episodes, evaluate, export a run's data."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import selfgym
+from selfgym.errors import SelfgymError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="selfgym: environments and a training loop for self-improving LLM agents.")
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+AgentOpt = Annotated[str, typer.Option("--agent", "-a", help="scripted | random | llm (embedded model)")]
+RunDirOpt = Annotated[Path | None, typer.Option("--run-dir", help="store trajectories in this run directory")]
+
+
+def _agent_factory(name: str, seed: int):
+    """Build agents by name; ``llm`` and other policy names come from ``selfgym.agents`` when present."""
+    from selfgym.agents import make_agent
+
+    return lambda env: make_agent(name, env, seed=seed)
+
+
+@app.command("envs")
+def envs_cmd() -> None:
+    """List the registered environments."""
+    table = Table("id", "turn budget", "description", "from", box=None, header_style="bold")
+    for info in selfgym.list_envs():
+        table.add_row(info.id, str(info.max_episode_steps or "-"), info.description, info.plugin or "selfgym")
+    console.print(table)
+
+
+@app.command("run")
+def run_cmd(
+    env_id: Annotated[str, typer.Argument(help="environment id, e.g. selfgym/Guess-v0")],
+    agent: AgentOpt = "scripted",
+    episodes: Annotated[int, typer.Option("--episodes", "-n", min=1)] = 1,
+    seed: Annotated[int, typer.Option(help="seed of the first episode (then seed+1, ...)")] = 0,
+    split: Annotated[str, typer.Option(help="train | heldout | generated")] = "train",
+    render: Annotated[bool, typer.Option("--render/--no-render", help="print the dialogue")] = True,
+    run_dir: RunDirOpt = None,
+) -> None:
+    """Play episodes and print the dialogue."""
+    from selfgym.episode import run_episode
+    from selfgym.store import Store
+
+    env = selfgym.make(env_id, render_mode="ansi")
+    store = Store(run_dir) if run_dir else None
+    if store:
+        store.create_run("cli-run", {"env_id": env_id, "agent": agent})
+    make = _agent_factory(agent, seed)
+    the_agent = make(env)
+    wins = 0
+    for episode in range(episodes):
+        traj = run_episode(env, the_agent, seed=seed + episode, split=split, run_id="cli-run", policy_id=agent)
+        wins += traj.success
+        if store:
+            store.add_tasks([env.unwrapped.task], run_id="cli-run")
+            store.add_trajectory(traj)
+        if render:
+            console.rule(f"episode {episode} · task {traj.task_id}")
+            console.print(env.render(), markup=False)
+        status = "success" if traj.success else ("aborted: " + traj.aborted if traj.aborted else "failure")
+        console.print(f"episode {episode}: {status}, reward {traj.total_reward:g}, {len(traj.turns)} turns, "
+                      f"{traj.duration_s:.2f}s", markup=False)
+    env.close()
+    console.print(f"[bold]{wins}/{episodes} solved[/bold]" + (f" · stored in {store.path}" if store else ""))
+
+
+@app.command("eval")
+def eval_cmd(
+    env_id: Annotated[str, typer.Argument(help="environment id")],
+    agent: AgentOpt = "scripted",
+    n: Annotated[int, typer.Option("-n", min=1, help="number of tasks")] = 20,
+    k: Annotated[int, typer.Option("-k", min=1, help="attempts per task (pass@k)")] = 1,
+    split: Annotated[str, typer.Option(help="split to evaluate on")] = "heldout",
+    seed: int = 0,
+    run_dir: RunDirOpt = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the scores as JSON here")] = None,
+) -> None:
+    """Score an agent on a split: success rate with a bootstrap 95% CI, and pass@k."""
+    from selfgym.evaluate import evaluate
+    from selfgym.store import Store
+
+    env = selfgym.make(env_id)
+    store = Store(run_dir) if run_dir else None
+    run_id = f"eval-{agent}"
+    if store:
+        store.create_run(run_id, {"env_id": env_id, "agent": agent, "split": split, "n": n, "k": k})
+        store.add_tasks(env.unwrapped.task_source.tasks(split, limit=n), run_id=run_id)
+    result, _ = evaluate(env, _agent_factory(agent, seed), n_tasks=n, k=k, split=split, seed=seed,
+                         on_trajectory=store.add_trajectory if store else None, run_id=run_id, policy_id=agent)
+    env.close()
+    if store:
+        store.add_eval(run_id=run_id, env_id=env_id, split=split, metrics=result.to_dict())
+    low, high = result.ci95
+    console.print(f"{env_id} · {split} · {result.n_tasks} tasks x {k}: success {result.success_rate:.3f} "
+                  f"(95% CI {low:.3f}-{high:.3f}), " + ", ".join(f"{m} {v:.3f}" for m, v in result.pass_at_k.items()),
+                  markup=False)
+    table = Table("family", "tasks", "success", "95% CI", box=None, header_style="bold")
+    for family, scores in result.by_family.items():
+        table.add_row(family, str(scores["n_tasks"]), f"{scores['success_rate']:.3f}",
+                      "{:.3f}-{:.3f}".format(*scores["ci95"]))
+    console.print(table)
+    if json_out:
+        json_out.write_text(json.dumps(result.to_dict(), indent=2))
+
+
+@app.command("export")
+def export_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="run directory (holds store.sqlite)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output: a .jsonl file or a dataset folder")],
+    fmt: Annotated[str, typer.Option("--format", help="jsonl | hf (datasets.Dataset.save_to_disk)")] = "jsonl",
+    success_only: Annotated[bool, typer.Option("--success-only")] = False,
+) -> None:
+    """Export a run's trajectories (JSONL with token ids, or a chat-format HF dataset)."""
+    from selfgym.store import STORE_FILENAME, Store
+
+    if not (run_dir / STORE_FILENAME).exists():
+        raise SelfgymError(f"{run_dir} has no {STORE_FILENAME}; pass a run directory")
+    store = Store(run_dir)
+    filters = {"success": True} if success_only else {}
+    if fmt == "jsonl":
+        count = store.export_jsonl(out, **filters)
+    elif fmt == "hf":
+        dataset = store.to_dataset(**filters)
+        dataset.save_to_disk(str(out))
+        count = len(dataset)
+    else:
+        raise SelfgymError(f"--format must be jsonl or hf, got {fmt!r}")
+    console.print(f"exported {count} trajectories to {out}", markup=False)
+
+
+def main() -> None:
+    """Entry point: run the app; our own errors print one line and exit with code 2."""
+    try:
+        app(standalone_mode=True)
+    except SelfgymError as exc:
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

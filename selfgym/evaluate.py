@@ -1,0 +1,97 @@
+"""Held-out evaluation: success rate with bootstrap CIs and pass@k, per family and difficulty."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import gymnasium
+
+from selfgym.episode import run_episode
+from selfgym.stats import bootstrap_ci, pass_at_k
+from selfgym.types import Task, Trajectory
+
+__all__ = ["EvalResult", "evaluate", "summarise"]
+
+
+@dataclass
+class EvalResult:
+    """Scores of one evaluation. ``by_family`` / ``by_difficulty`` hold the same keys per group."""
+
+    n_tasks: int
+    k: int
+    success_rate: float
+    ci95: tuple[float, float]
+    pass_at_k: dict[str, float]
+    aborted: int
+    by_family: dict[str, dict[str, Any]] = field(default_factory=dict)
+    by_difficulty: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _scores(groups: dict[str, list[bool]], k: int) -> dict[str, Any]:
+    flat = [float(s) for outcomes in groups.values() for s in outcomes]
+    rate = sum(flat) / len(flat) if flat else float("nan")
+    pass_k = {}
+    for j in sorted({1, k}):
+        values = [pass_at_k(len(o), sum(o), j) for o in groups.values() if len(o) >= j]
+        pass_k[f"pass@{j}"] = sum(values) / len(values) if values else float("nan")
+    return {"n_tasks": len(groups), "success_rate": rate, "ci95": bootstrap_ci(flat), "pass_at_k": pass_k}
+
+
+def summarise(trajectories: Iterable[Trajectory], tasks: dict[str, Task], k: int) -> EvalResult:
+    """Score trajectories (several attempts per task); aborted episodes are counted, not scored."""
+    outcomes: dict[str, list[bool]] = defaultdict(list)
+    aborted = 0
+    for traj in trajectories:
+        if traj.aborted:
+            aborted += 1
+        else:
+            outcomes[traj.task_id].append(traj.success)
+    overall = _scores(outcomes, k)
+    by_family: dict[str, dict[str, list[bool]]] = defaultdict(dict)
+    by_difficulty: dict[str, dict[str, list[bool]]] = defaultdict(dict)
+    for task_id, outs in outcomes.items():
+        task = tasks[task_id]
+        by_family[task.family][task_id] = outs
+        by_difficulty[f"{task.difficulty:.2f}"][task_id] = outs
+    return EvalResult(
+        n_tasks=overall["n_tasks"], k=k, success_rate=overall["success_rate"], ci95=overall["ci95"],
+        pass_at_k=overall["pass_at_k"], aborted=aborted,
+        by_family={f: _scores(g, k) for f, g in sorted(by_family.items())},
+        by_difficulty={d: _scores(g, k) for d, g in sorted(by_difficulty.items())},
+    )
+
+
+def evaluate(
+    env: gymnasium.Env,
+    make_agent: Callable[[gymnasium.Env], Any],
+    *,
+    n_tasks: int,
+    k: int = 1,
+    split: str = "heldout",
+    seed: int = 0,
+    on_trajectory: Callable[[Trajectory], None] | None = None,
+    **trajectory_fields: Any,
+) -> tuple[EvalResult, list[Trajectory]]:
+    """Run ``k`` attempts on each of the first ``n_tasks`` tasks of ``split`` and score them.
+
+    The task list is the source's fixed order for the split, so two policies see the same tasks.
+    ``on_trajectory`` gets each episode as it ends (e.g. ``store.add_trajectory``).
+    """
+    source = env.unwrapped.task_source
+    tasks = list(source.tasks(split, limit=n_tasks))
+    agent = make_agent(env)
+    trajectories = []
+    for i, task in enumerate(tasks):
+        for attempt in range(k):
+            traj = run_episode(env, agent, seed=seed + i * k + attempt, task=task, attempt=attempt,
+                               **trajectory_fields)
+            trajectories.append(traj)
+            if on_trajectory is not None:
+                on_trajectory(traj)
+    return summarise(trajectories, {t.id: t for t in tasks}, k), trajectories

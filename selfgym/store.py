@@ -1,0 +1,401 @@
+"""The run store: one SQLite file per run directory (WAL mode).
+
+Everything a run produces goes here: tasks, trajectories with token-exact turns, memory items
+(skills, reflections), checkpoints, evaluation results, metrics and small pieces of loop state.
+Writes are append-only and each record is written in one transaction, so a killed process loses at
+most the episode that was in flight; ``selfgym train --resume`` continues from what is here.
+
+Several processes may write the same store (WAL lets readers and one writer work at once; writers
+wait on each other up to ``busy_timeout_s``).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from array import array
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from selfgym.errors import DuplicateRecordError
+from selfgym.types import Task, Trajectory, Turn
+
+__all__ = ["STORE_FILENAME", "Store"]
+
+STORE_FILENAME = "store.sqlite"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, created_at REAL NOT NULL, config TEXT NOT NULL, info TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY, family TEXT NOT NULL, split TEXT NOT NULL, difficulty REAL NOT NULL,
+    source TEXT NOT NULL, parent_id TEXT, prompt TEXT NOT NULL, payload TEXT NOT NULL,
+    run_id TEXT, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS trajectories (
+    id TEXT PRIMARY KEY, run_id TEXT NOT NULL, task_id TEXT NOT NULL, env_id TEXT NOT NULL,
+    policy_id TEXT NOT NULL, iteration INTEGER NOT NULL, attempt INTEGER NOT NULL,
+    success INTEGER NOT NULL, total_reward REAL NOT NULL, aborted TEXT, n_turns INTEGER NOT NULL,
+    created_at REAL NOT NULL, record TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS trajectories_run ON trajectories (run_id, iteration);
+CREATE INDEX IF NOT EXISTS trajectories_task ON trajectories (task_id);
+CREATE TABLE IF NOT EXISTS turns (
+    trajectory_id TEXT NOT NULL REFERENCES trajectories (id), idx INTEGER NOT NULL,
+    observation TEXT NOT NULL, action TEXT NOT NULL, reward REAL NOT NULL,
+    prompt_ids BLOB NOT NULL, completion_ids BLOB NOT NULL, logprobs BLOB,
+    parse_error TEXT, info TEXT NOT NULL, PRIMARY KEY (trajectory_id, idx));
+CREATE TABLE IF NOT EXISTS memory (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL,
+    run_id TEXT, content TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS memory_kind ON memory (kind, key);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    id TEXT PRIMARY KEY, run_id TEXT NOT NULL, iteration INTEGER NOT NULL, path TEXT NOT NULL,
+    parent_id TEXT, info TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS eval_results (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, checkpoint_id TEXT,
+    env_id TEXT NOT NULL, split TEXT NOT NULL, iteration INTEGER, metrics TEXT NOT NULL,
+    created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL, iteration INTEGER NOT NULL, key TEXT NOT NULL, value REAL NOT NULL,
+    created_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS metrics_run ON metrics (run_id, key);
+CREATE TABLE IF NOT EXISTS state (
+    run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, updated_at REAL NOT NULL,
+    PRIMARY KEY (run_id, key));
+"""
+
+
+def _ids_blob(ids: Iterable[int]) -> bytes:
+    return array("q", ids).tobytes()
+
+
+def _ids_from(blob: bytes) -> list[int]:
+    out = array("q")
+    out.frombytes(blob)
+    return out.tolist()
+
+
+def _floats_blob(values: list[float] | None) -> bytes | None:
+    return None if values is None else array("d", values).tobytes()
+
+
+def _floats_from(blob: bytes | None) -> list[float] | None:
+    if blob is None:
+        return None
+    out = array("d")
+    out.frombytes(blob)
+    return out.tolist()
+
+
+class Store:
+    """The SQLite store of one run directory.
+
+    Args:
+        path: a run directory (the file is ``<dir>/store.sqlite``) or the ``.sqlite`` file itself.
+        busy_timeout_s: how long a writer waits for another process's transaction.
+    """
+
+    def __init__(self, path: str | Path, *, busy_timeout_s: float = 60.0) -> None:
+        path = Path(path)
+        if path.suffix != ".sqlite":
+            path.mkdir(parents=True, exist_ok=True)
+            path = path / STORE_FILENAME
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        with self._transaction() as db:
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                db.execute(statement)
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        found = int(self._one("SELECT value FROM meta WHERE key='schema_version'")[0])
+        if found != SCHEMA_VERSION:
+            raise RuntimeError(f"{path} has store schema v{found}; this selfgym reads v{SCHEMA_VERSION}")
+
+    # ------------------------------------------------------------------ plumbing
+    class _Tx:
+        def __init__(self, store: Store) -> None:
+            self.store = store
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.store._lock.acquire()
+            self.store._conn.execute("BEGIN IMMEDIATE")
+            return self.store._conn
+
+        def __exit__(self, exc_type: Any, *_: Any) -> None:
+            try:
+                self.store._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+            finally:
+                self.store._lock.release()
+
+    def _transaction(self) -> Store._Tx:
+        return Store._Tx(self)
+
+    def _all(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, tuple(params)).fetchall()
+
+    def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+        with self._lock:
+            return self._conn.execute(sql, tuple(params)).fetchone()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()
+
+    def integrity_check(self) -> str:
+        """SQLite's own consistency check (``"ok"`` when the file is sound)."""
+        return str(self._one("PRAGMA integrity_check")[0])
+
+    # ------------------------------------------------------------------ runs
+    def create_run(self, run_id: str, config: dict[str, Any] | None = None, **info: Any) -> None:
+        """Record a run (idempotent: an existing run keeps its first config)."""
+        with self._transaction() as db:
+            db.execute("INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?)",
+                       (run_id, time.time(), json.dumps(config or {}), json.dumps(info)))
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        row = self._one("SELECT * FROM runs WHERE id=?", (run_id,))
+        if row is None:
+            return None
+        return {"id": row["id"], "created_at": row["created_at"], "config": json.loads(row["config"]),
+                "info": json.loads(row["info"])}
+
+    def runs(self) -> list[str]:
+        return [r[0] for r in self._all("SELECT id FROM runs ORDER BY created_at")]
+
+    # ------------------------------------------------------------------ tasks
+    def add_tasks(self, tasks: Iterable[Task], *, run_id: str | None = None) -> int:
+        """Insert tasks; ones already stored (same id) are left as they are. Returns how many were new."""
+        now, added = time.time(), 0
+        with self._transaction() as db:
+            for t in tasks:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO tasks VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (t.id, t.family, t.split, t.difficulty, t.source, t.parent_id, t.prompt,
+                     json.dumps(t.payload), run_id, now),
+                )
+                added += cur.rowcount
+        return added
+
+    def task(self, task_id: str) -> Task | None:
+        row = self._one("SELECT * FROM tasks WHERE id=?", (task_id,))
+        return None if row is None else self._task_from(row)
+
+    def tasks(self, *, split: str | None = None, family: str | None = None) -> list[Task]:
+        sql, params = "SELECT * FROM tasks WHERE 1=1", []
+        if split is not None:
+            sql, params = sql + " AND split=?", [*params, split]
+        if family is not None:
+            sql, params = sql + " AND family=?", [*params, family]
+        return [self._task_from(r) for r in self._all(sql + " ORDER BY created_at, id", params)]
+
+    @staticmethod
+    def _task_from(row: sqlite3.Row) -> Task:
+        return Task(id=row["id"], family=row["family"], split=row["split"], difficulty=row["difficulty"],
+                    source=row["source"], parent_id=row["parent_id"], prompt=row["prompt"],
+                    payload=json.loads(row["payload"]))
+
+    # ------------------------------------------------------------------ trajectories
+    def add_trajectory(self, traj: Trajectory) -> None:
+        """Write one trajectory and its turns in one transaction.
+
+        Raises:
+            DuplicateRecordError: a trajectory with this id is stored already (append-only).
+        """
+        record = traj.to_dict()
+        record.pop("turns")
+        try:
+            with self._transaction() as db:
+                db.execute(
+                    "INSERT INTO trajectories VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (traj.id, traj.run_id, traj.task_id, traj.env_id, traj.policy_id, traj.iteration,
+                     traj.attempt, int(traj.success), traj.total_reward, traj.aborted, len(traj.turns),
+                     time.time(), json.dumps(record)),
+                )
+                db.executemany(
+                    "INSERT INTO turns VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    [(traj.id, i, t.observation, t.action, t.reward, _ids_blob(t.prompt_ids),
+                      _ids_blob(t.completion_ids), _floats_blob(t.logprobs), t.parse_error, json.dumps(t.info))
+                     for i, t in enumerate(traj.turns)],
+                )
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc) and self._one("SELECT 1 FROM trajectories WHERE id=?", (traj.id,)):
+                raise DuplicateRecordError(f"trajectory {traj.id!r} is already in {self.path}") from exc
+            raise
+
+    def has_trajectory(self, traj_id: str) -> bool:
+        return self._one("SELECT 1 FROM trajectories WHERE id=?", (traj_id,)) is not None
+
+    def trajectory(self, traj_id: str) -> Trajectory | None:
+        row = self._one("SELECT record FROM trajectories WHERE id=?", (traj_id,))
+        return None if row is None else self._load(row["record"])
+
+    def trajectories(
+        self,
+        *,
+        run_id: str | None = None,
+        task_id: str | None = None,
+        iteration: int | None = None,
+        success: bool | None = None,
+        include_aborted: bool = False,
+        split: str | None = None,
+        limit: int | None = None,
+    ) -> list[Trajectory]:
+        """Trajectories matching every filter given, oldest first."""
+        return list(self.iter_trajectories(run_id=run_id, task_id=task_id, iteration=iteration, success=success,
+                                           include_aborted=include_aborted, split=split, limit=limit))
+
+    def iter_trajectories(self, **filters: Any) -> Iterator[Trajectory]:
+        sql, params = self._trajectory_query(**filters)
+        for row in self._all(sql, params):
+            yield self._load(row["record"])
+
+    def count_trajectories(self, **filters: Any) -> int:
+        sql, params = self._trajectory_query(**filters)
+        return int(self._one(f"SELECT COUNT(*) FROM ({sql})", params)[0])
+
+    @staticmethod
+    def _trajectory_query(
+        *, run_id: str | None = None, task_id: str | None = None, iteration: int | None = None,
+        success: bool | None = None, include_aborted: bool = False, split: str | None = None,
+        limit: int | None = None,
+    ) -> tuple[str, list[Any]]:
+        clauses, params = ["1=1"], []
+        for column, value in (("t.run_id", run_id), ("t.task_id", task_id), ("t.iteration", iteration)):
+            if value is not None:
+                clauses.append(f"{column}=?")
+                params.append(value)
+        if success is not None:
+            clauses.append("t.success=?")
+            params.append(int(success))
+        if not include_aborted:
+            clauses.append("t.aborted IS NULL")
+        if split is not None:
+            clauses.append("t.task_id IN (SELECT id FROM tasks WHERE split=?)")
+            params.append(split)
+        sql = f"SELECT t.record FROM trajectories t WHERE {' AND '.join(clauses)} ORDER BY t.rowid"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return sql, params
+
+    def _load(self, record: str) -> Trajectory:
+        data = json.loads(record)
+        rows = self._all("SELECT * FROM turns WHERE trajectory_id=? ORDER BY idx", (data["id"],))
+        data["turns"] = [
+            Turn(observation=r["observation"], action=r["action"], reward=r["reward"],
+                 prompt_ids=_ids_from(r["prompt_ids"]), completion_ids=_ids_from(r["completion_ids"]),
+                 logprobs=_floats_from(r["logprobs"]), parse_error=r["parse_error"], info=json.loads(r["info"]))
+            for r in rows
+        ]
+        return Trajectory.from_dict(data)
+
+    # ------------------------------------------------------------------ memory, checkpoints, evals
+    def add_memory(self, item_id: str, kind: str, key: str, content: dict[str, Any], *,
+                   version: int = 1, run_id: str | None = None) -> None:
+        """Append a memory item (a skill version, a reflection). Versions are new rows, never updates."""
+        try:
+            with self._transaction() as db:
+                db.execute("INSERT INTO memory VALUES (?,?,?,?,?,?,?)",
+                           (item_id, kind, key, version, run_id, json.dumps(content), time.time()))
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateRecordError(f"memory item {item_id!r} is already stored") from exc
+
+    def memory(self, kind: str, *, key: str | None = None) -> list[dict[str, Any]]:
+        sql, params = "SELECT * FROM memory WHERE kind=?", [kind]
+        if key is not None:
+            sql, params = sql + " AND key=?", [*params, key]
+        return [{"id": r["id"], "kind": r["kind"], "key": r["key"], "version": r["version"], "run_id": r["run_id"],
+                 "created_at": r["created_at"], **json.loads(r["content"])}
+                for r in self._all(sql + " ORDER BY rowid", params)]
+
+    def add_checkpoint(self, checkpoint_id: str, *, run_id: str, iteration: int, path: str,
+                       parent_id: str | None = None, **info: Any) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT INTO checkpoints VALUES (?,?,?,?,?,?,?)",
+                       (checkpoint_id, run_id, iteration, path, parent_id, json.dumps(info), time.time()))
+
+    def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
+        return [{"id": r["id"], "iteration": r["iteration"], "path": r["path"], "parent_id": r["parent_id"],
+                 "created_at": r["created_at"], **json.loads(r["info"])}
+                for r in self._all("SELECT * FROM checkpoints WHERE run_id=? ORDER BY iteration, rowid", (run_id,))]
+
+    def add_eval(self, *, run_id: str, env_id: str, split: str, metrics: dict[str, Any],
+                 checkpoint_id: str | None = None, iteration: int | None = None) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT INTO eval_results (run_id, checkpoint_id, env_id, split, iteration, metrics, created_at)"
+                       " VALUES (?,?,?,?,?,?,?)",
+                       (run_id, checkpoint_id, env_id, split, iteration, json.dumps(metrics), time.time()))
+
+    def evals(self, run_id: str) -> list[dict[str, Any]]:
+        return [{"run_id": r["run_id"], "checkpoint_id": r["checkpoint_id"], "env_id": r["env_id"],
+                 "split": r["split"], "iteration": r["iteration"], "created_at": r["created_at"],
+                 "metrics": json.loads(r["metrics"])}
+                for r in self._all("SELECT * FROM eval_results WHERE run_id=? ORDER BY id", (run_id,))]
+
+    # ------------------------------------------------------------------ metrics and loop state
+    def log_metrics(self, run_id: str, iteration: int, values: dict[str, float]) -> None:
+        now = time.time()
+        with self._transaction() as db:
+            db.executemany("INSERT INTO metrics VALUES (?,?,?,?,?)",
+                           [(run_id, iteration, k, float(v), now) for k, v in values.items()])
+
+    def metrics(self, run_id: str, key: str | None = None) -> list[tuple[int, str, float]]:
+        sql, params = "SELECT iteration, key, value FROM metrics WHERE run_id=?", [run_id]
+        if key is not None:
+            sql, params = sql + " AND key=?", [*params, key]
+        return [(r[0], r[1], r[2]) for r in self._all(sql + " ORDER BY rowid", params)]
+
+    def set_state(self, run_id: str, key: str, value: Any) -> None:
+        """Save a JSON value of loop state (iteration counter, curriculum, ...)."""
+        with self._transaction() as db:
+            db.execute("INSERT INTO state VALUES (?,?,?,?) ON CONFLICT (run_id, key) DO UPDATE SET "
+                       "value=excluded.value, updated_at=excluded.updated_at",
+                       (run_id, key, json.dumps(value), time.time()))
+
+    def get_state(self, run_id: str, key: str, default: Any = None) -> Any:
+        row = self._one("SELECT value FROM state WHERE run_id=? AND key=?", (run_id, key))
+        return default if row is None else json.loads(row[0])
+
+    # ------------------------------------------------------------------ export
+    def export_jsonl(self, path: str | Path, **filters: Any) -> int:
+        """Write matching trajectories (token ids included) as JSON lines. Returns the count."""
+        n = 0
+        with Path(path).open("w", encoding="utf-8") as fh:
+            for traj in self.iter_trajectories(**filters):
+                fh.write(json.dumps(traj.to_dict()) + "\n")
+                n += 1
+        return n
+
+    def to_dataset(self, **filters: Any) -> Any:
+        """Matching trajectories as a ``datasets.Dataset`` in the chat format TRL's SFTTrainer reads.
+
+        Columns: ``messages`` (system/user/assistant), ``trajectory_id``, ``task_id``, ``success``,
+        ``total_reward``.
+        """
+        import datasets
+
+        rows = [{"messages": t.messages(), "trajectory_id": t.id, "task_id": t.task_id,
+                 "success": t.success, "total_reward": t.total_reward}
+                for t in self.iter_trajectories(**filters)]
+        features = datasets.Features({
+            "messages": [{"role": datasets.Value("string"), "content": datasets.Value("string")}],
+            "trajectory_id": datasets.Value("string"), "task_id": datasets.Value("string"),
+            "success": datasets.Value("bool"), "total_reward": datasets.Value("float64"),
+        })
+        return datasets.Dataset.from_list(rows, features=features)

@@ -1,0 +1,1 @@
+"""Skill library (installed as ``selfgym.skills``)."""

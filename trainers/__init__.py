@@ -1,0 +1,1 @@
+"""Trainers (installed as ``selfgym.trainers``)."""
