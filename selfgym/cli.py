@@ -18,8 +18,7 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="selfgym: environments and a training loop for self-improving LLM agents.")
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 
 AgentOpt = Annotated[str, typer.Option("--agent", "-a", help="scripted | random | llm (embedded model)")]
 RunDirOpt = Annotated[Path | None, typer.Option("--run-dir", help="store trajectories in this run directory")]
@@ -147,7 +146,7 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except SelfgymError as exc:
-        err.print(f"error: {exc}", markup=False)
+        print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
 
 
