@@ -141,6 +141,21 @@ def export_cmd(
     console.print(f"exported {count} trajectories to {out}", markup=False)
 
 
+@app.command("report")
+def report_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="run directory (holds store.sqlite)")],
+    run_id: Annotated[str | None, typer.Option("--run", help="run id (default: the latest in the store)")] = None,
+) -> None:
+    """Write the run's HTML report (plots, before/after table) and TensorBoard scalars."""
+    from selfgym.report import write_report
+    from selfgym.store import STORE_FILENAME
+
+    if not (run_dir / STORE_FILENAME).exists():
+        raise SelfgymError(f"{run_dir} has no {STORE_FILENAME}; pass a run directory")
+    path = write_report(run_dir, run_id)
+    console.print(f"report: {path}", markup=False)
+
+
 def main() -> None:
     """Entry point: run the app; our own errors print one line and exit with code 2."""
     try:

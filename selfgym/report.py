@@ -1,0 +1,186 @@
+"""``selfgym report RUN``: a self-contained HTML report with PNG plots, and TensorBoard scalars.
+
+The report reads only the run store, so it works for any run, finished or not. Plots are drawn for
+what the run recorded; metric keys are namespaced (``train/success``, ``time/rollout_s``,
+``curriculum/p/<arm>``, ``teacher/accepted``, ``skills/size``, ...), and each panel gathers one
+namespace. Held-out evaluations come from the store's ``eval_results``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from selfgym.store import Store
+
+__all__ = ["PANELS", "write_report"]
+
+# (file stem, title, metric prefixes, y label)
+PANELS: list[tuple[str, str, tuple[str, ...], str]] = [
+    ("train_success", "Train success rate", ("train/success",), "success rate"),
+    ("curriculum", "Curriculum arm probabilities", ("curriculum/p/",), "probability"),
+    ("teacher", "Teacher proposals", ("teacher/",), "count"),
+    ("skills", "Skill library", ("skills/",), "count"),
+    ("reflections", "Reflections", ("reflections/",), "count"),
+    ("losses", "Trainer losses", ("losses/",), "value"),
+    ("tokens", "Tokens per stage", ("tokens/",), "tokens"),
+    ("time", "Wall time per stage", ("time/",), "seconds"),
+]
+
+
+def _series(store: Store, run_id: str) -> dict[str, list[tuple[int, float]]]:
+    series: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for iteration, key, value in store.metrics(run_id):
+        series[key].append((iteration, value))
+    return series
+
+
+def _figure_png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _heldout_plot(evals: list[dict[str, Any]]) -> Any | None:
+    import matplotlib.pyplot as plt
+
+    points = [(e["iteration"], e["metrics"]) for e in evals if e["iteration"] is not None]
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    by_env: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+    for e in evals:
+        if e["iteration"] is not None:
+            by_env[f"{e['env_id']} ({e['split']})"].append((e["iteration"], e["metrics"]))
+    for label, rows in by_env.items():
+        rows.sort(key=lambda r: r[0])
+        xs = [r[0] for r in rows]
+        ys = [r[1]["success_rate"] for r in rows]
+        lo = [r[1]["ci95"][0] for r in rows]
+        hi = [r[1]["ci95"][1] for r in rows]
+        ax.plot(xs, ys, marker="o", label=label)
+        ax.fill_between(xs, lo, hi, alpha=0.2)
+    ax.set(xlabel="iteration", ylabel="success rate", ylim=(-0.02, 1.02), title="Held-out success (95% CI)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _panel_plot(title: str, ylabel: str, series: dict[str, list[tuple[int, float]]]) -> Any:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for key, points in sorted(series.items()):
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker=".", label=key)
+    ax.set(xlabel="iteration", ylabel=ylabel, title=title)
+    if len(series) <= 12:
+        ax.legend(fontsize=7)
+    return fig
+
+
+def _before_after(evals: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+    """Rows (group, first, last, change) from the first and last held-out evaluation of each env."""
+    by_env: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in evals:
+        by_env[e["env_id"]].append(e)
+    rows = []
+    for env_id, runs in by_env.items():
+        first, last = runs[0]["metrics"], runs[-1]["metrics"]
+        groups = [(env_id, first, last)] + [
+            (f"{env_id} / {fam}", first["by_family"].get(fam, {}), scores)
+            for fam, scores in last.get("by_family", {}).items()
+        ]
+        for name, a, b in groups:
+            if "success_rate" not in a or "success_rate" not in b:
+                continue
+            fmt = "{:.3f} [{:.3f}, {:.3f}]"
+            rows.append((name, fmt.format(a["success_rate"], *a["ci95"]), fmt.format(b["success_rate"], *b["ci95"]),
+                         f"{b['success_rate'] - a['success_rate']:+.3f}"))
+    return rows
+
+
+def write_report(run_dir: str | Path, run_id: str | None = None, *, tensorboard: bool = True) -> Path:
+    """Write ``<run>/report/index.html`` (+ PNGs, + TensorBoard scalars); return the HTML path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    store = Store(run_dir)
+    runs = store.runs()
+    if run_id is None:
+        if not runs:
+            raise ValueError(f"{store.path} holds no run")
+        run_id = runs[-1]
+    out = run_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    series = _series(store, run_id)
+    evals = store.evals(run_id)
+    figures: list[tuple[str, str, bytes]] = []
+    held = _heldout_plot(evals)
+    if held is not None:
+        figures.append(("heldout", "Held-out success", _figure_png(held)))
+        plt.close(held)
+    for stem, title, prefixes, ylabel in PANELS:
+        chosen = {k: v for k, v in series.items() if k.startswith(prefixes)}
+        if chosen:
+            fig = _panel_plot(title, ylabel, chosen)
+            figures.append((stem, title, _figure_png(fig)))
+            plt.close(fig)
+    for stem, _, png in figures:
+        (out / f"{stem}.png").write_bytes(png)
+    html_path = out / "index.html"
+    html_path.write_text(_html(run_id, store, evals, figures), encoding="utf-8")
+    if tensorboard:
+        _write_tensorboard(out / "tensorboard", series, evals)
+    store.close()
+    return html_path
+
+
+def _html(run_id: str, store: Store, evals: list[dict[str, Any]], figures: list[tuple[str, str, bytes]]) -> str:
+    run = store.run(run_id) or {}
+    n_traj = store.count_trajectories(run_id=run_id)
+    n_ok = store.count_trajectories(run_id=run_id, success=True)
+    esc = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>selfgym report: {esc(run_id)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}img{max-width:100%}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}</style></head><body>",
+        f"<h1>selfgym run <code>{esc(run_id)}</code></h1>",
+        f"<p>{n_traj} trajectories, {n_ok} successful; {len(evals)} held-out evaluations; "
+        f"{len(store.checkpoints(run_id))} checkpoints.</p>",
+    ]
+    rows = _before_after(evals)
+    if rows:
+        parts.append("<h2>Before / after (held-out, first vs last evaluation)</h2><table>"
+                     "<tr><th>group</th><th>first</th><th>last</th><th>change</th></tr>")
+        parts += [f"<tr><td>{esc(a)}</td><td>{b}</td><td>{c}</td><td>{d}</td></tr>" for a, b, c, d in rows]
+        parts.append("</table>")
+    for stem, title, png in figures:
+        data = base64.b64encode(png).decode()
+        parts.append(f"<h2>{esc(title)}</h2><img id='plot-{stem}' alt='{esc(title)}' "
+                     f"src='data:image/png;base64,{data}'>")
+    if run.get("config"):
+        import json
+
+        parts.append(f"<h2>Config</h2><pre>{esc(json.dumps(run['config'], indent=2))}</pre>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _write_tensorboard(folder: Path, series: dict[str, list[tuple[int, float]]], evals: list[dict[str, Any]]) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(log_dir=str(folder))
+    for key, points in series.items():
+        for iteration, value in points:
+            writer.add_scalar(key, value, iteration)
+    for e in evals:
+        if e["iteration"] is not None:
+            writer.add_scalar(f"eval/{e['env_id']}/success_rate", e["metrics"]["success_rate"], e["iteration"])
+    writer.close()
