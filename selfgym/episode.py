@@ -58,6 +58,8 @@ def run_episode(
             if terminated or truncated:
                 traj.terminated, traj.truncated = bool(terminated), bool(truncated)
                 traj.success = bool(info.get("success", False))
+                # an env that recovered from an infrastructure failure (dead browser) says so here
+                traj.aborted = info.get("aborted") or None
                 break
     except InfrastructureError as exc:
         traj.aborted = f"{type(exc).__name__}: {exc}"
