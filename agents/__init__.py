@@ -1,7 +1,48 @@
-"""Agents and policies (installed as ``selfgym.agents``)."""
+"""Agents and policies (installed as ``selfgym.agents``).
+
+Importing this package is light: model backends load torch / transformers / openai only when a
+policy is built.
+"""
 
 from __future__ import annotations
 
-from .base import Agent, RandomAgent, ScriptedAgent, make_agent
+from .base import Agent, BatchAgent, RandomAgent, ScriptedAgent, SequentialAgents, make_agent
+from .hf import TransformersConfig, TransformersPolicy
+from .llm import AgentConfig, AgentEpisode, LLMAgent
+from .memory import MemoryItem, Note, Retriever, StaticMemory
+from .models import load_model, load_tokenizer, make_tiny_model, tiny_model_dir
+from .openai_policy import OpenAIConfig, OpenAIPolicy
+from .policy import Policy, PolicyError, SamplingParams, make_policy
+from .reflection import ReflectionConfig, ReflectionMemory, ReflectionWriter, Reflector
 
-__all__ = ["Agent", "RandomAgent", "ScriptedAgent", "make_agent"]
+__all__ = [
+    "Agent",
+    "AgentConfig",
+    "AgentEpisode",
+    "BatchAgent",
+    "LLMAgent",
+    "MemoryItem",
+    "Note",
+    "OpenAIConfig",
+    "OpenAIPolicy",
+    "Policy",
+    "PolicyError",
+    "RandomAgent",
+    "ReflectionConfig",
+    "ReflectionMemory",
+    "ReflectionWriter",
+    "Reflector",
+    "Retriever",
+    "SamplingParams",
+    "ScriptedAgent",
+    "SequentialAgents",
+    "StaticMemory",
+    "TransformersConfig",
+    "TransformersPolicy",
+    "load_model",
+    "load_tokenizer",
+    "make_agent",
+    "make_policy",
+    "make_tiny_model",
+    "tiny_model_dir",
+]

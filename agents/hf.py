@@ -1,0 +1,331 @@
+"""``TransformersPolicy``: a Hugging Face causal LM as a batched, token-exact policy.
+
+Two generation paths, chosen by ``TransformersConfig.batching``:
+
+- ``generate``: ``model.generate`` on a left-padded batch (prompts sorted by length, split into
+  chunks of ``max_batch_size``). Stop strings end a row early; log-probabilities are recorded as
+  the tokens are sampled (one vocabulary-sized row per prompt is held, never the whole history);
+  sampling uses the Gumbel-max trick with its own seeded generator instead of ``torch.multinomial``.
+- ``continuous``: transformers' continuous batching (``model.generate_batch``, paged KV cache),
+  the fast path on a GPU. ``auto`` picks it on CUDA and ``generate`` elsewhere.
+
+Log-probabilities are those of the sampling distribution before top-k / top-p truncation:
+``log_softmax(logits / temperature)`` (temperature 1 when greedy), the quantity TRL's GRPO
+re-computes. The continuous path reports them after truncation, which is the same when
+``top_k=0`` and ``top_p=1``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from selfgym.errors import ConfigError
+from selfgym.types import Completion
+
+from .policy import ChatMessage, PolicyError, SamplingParams, cut_at_stop, to_chat
+
+__all__ = ["TransformersConfig", "TransformersPolicy"]
+
+_PAGE_SIZE = 256
+_ENCODE_CACHE_SIZE = 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransformersConfig:
+    """Settings of the ``transformers`` policy backend."""
+
+    model: str = field(default="embedded", metadata={"help": "'embedded', a checkpoint dir or a LoRA adapter dir"})
+    device: str | None = field(default=None, metadata={"help": "cpu | cuda | cuda:N (default: cuda if available)"})
+    batching: Literal["auto", "generate", "continuous"] = field(
+        default="auto", metadata={"help": "generation path: continuous batching (GPU), padded generate, or auto"})
+    max_batch_size: int = field(default=64, metadata={"help": "prompts per padded generate call"})
+    cache_implementation: str | None = field(
+        default=None, metadata={"help": "KV cache of the generate path, e.g. 'static' (torch.compile, GPU)"})
+    max_context: int = field(default=4096, metadata={"help": "longest prompt + completion (sizes the cache)"})
+    name: str | None = field(default=None, metadata={"help": "policy id in trajectories (default: model)"})
+
+    def __post_init__(self) -> None:
+        if self.batching not in ("auto", "generate", "continuous"):
+            raise ConfigError(f"batching must be auto, generate or continuous, got {self.batching!r}")
+        if self.max_batch_size < 1:
+            raise ConfigError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
+
+
+class _LogprobRecorder:
+    """A logits processor that records ``log_softmax(logits / T)`` of each sampled token.
+
+    It sees the raw logits (it runs before the temperature / top-k / top-p warpers) and learns
+    which token was sampled at the next call, from the last column of ``input_ids``.
+    """
+
+    def __init__(self, temperature: float) -> None:
+        self.temperature = temperature if temperature > 0 else 1.0
+        self.columns: list[Any] = []
+        self.last: Any = None
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        if self.last is not None:
+            self.columns.append(self.last.gather(1, input_ids[:, -1:]).squeeze(1))
+        self.last = torch.log_softmax(scores.float() / self.temperature, dim=-1)
+        return scores
+
+    def finish(self, sequences: Any) -> Any:
+        """A ``[batch, new_tokens]`` tensor, given the final sequences."""
+        import torch
+
+        if self.last is not None:
+            self.columns.append(self.last.gather(1, sequences[:, -1:]).squeeze(1))
+            self.last = None
+        return torch.stack(self.columns, dim=1) if self.columns else None
+
+
+class _GumbelSampler:
+    """The last logits processor of sampled generation: Gumbel noise, so greedy argmax draws a sample.
+
+    ``argmax(scores + Gumbel)`` is distributed as ``softmax(scores)`` (the Gumbel-max trick, as in
+    vLLM's sampler); it replaces ``torch.multinomial``, which dominates CPU decoding time at a
+    50k vocabulary. The noise comes from its own seeded generator, so a seeded call repeats.
+    """
+
+    def __init__(self, seed: int, device: Any) -> None:
+        import torch
+
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        uniform = torch.rand(scores.shape, generator=self.generator, device=scores.device, dtype=torch.float32)
+        uniform.clamp_(1e-10, 1.0 - 1e-7)
+        return scores.float() - torch.log(-torch.log(uniform))
+
+
+class TransformersPolicy:
+    """A local Hugging Face model as a ``Policy``.
+
+    Args:
+        model: a causal LM (``PreTrainedModel`` or ``PeftModel``).
+        tokenizer: its tokenizer; it must have a chat template.
+        config: backend settings (``model`` there only names the policy).
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, config: TransformersConfig | None = None) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config or TransformersConfig()
+        self.name = self.config.name or str(self.config.model)
+        if getattr(tokenizer, "chat_template", None) is None:
+            raise ConfigError(f"the tokenizer of {self.name} has no chat template; use an instruct model")
+        ids = model.generation_config.eos_token_id
+        ids = [ids] if isinstance(ids, int) else list(ids or [])
+        self.eos_ids = frozenset(ids + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []))
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids)
+        self.tokens_generated = 0
+        self._cb_key: tuple[Any, ...] | None = None
+        self._encoded: dict[str, list[int]] = {}
+
+    @classmethod
+    def load(cls, config: TransformersConfig) -> TransformersPolicy:
+        """Load the model named by ``config.model`` (see ``agents.models.load_model``)."""
+        from .models import load_model
+
+        model, tokenizer = load_model(config.model, device=config.device)
+        return cls(model, tokenizer, config)
+
+    @property
+    def device(self) -> Any:
+        return self.model.device
+
+    @property
+    def path(self) -> str:
+        """Which generation path ``generate`` takes on this device."""
+        if self.config.batching != "auto":
+            return self.config.batching
+        on_gpu = self.device.type == "cuda" and hasattr(self.model, "generate_batch")
+        return "continuous" if on_gpu else "generate"
+
+    # ------------------------------------------------------------------ prompts
+    def encode(self, messages: Sequence[ChatMessage]) -> list[int]:
+        """The prompt ids of a chat: the chat template with the assistant turn opened.
+
+        Recent results are cached by text: an agent counts a prompt's tokens, then generates from it.
+        """
+        text = self.tokenizer.apply_chat_template([to_chat(m) for m in messages], tokenize=False,
+                                                  add_generation_prompt=True)
+        ids = self._encoded.get(text)
+        if ids is None:
+            ids = self._encoded[text] = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            while len(self._encoded) > _ENCODE_CACHE_SIZE:
+                self._encoded.pop(next(iter(self._encoded)))
+        return list(ids)
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return len(self.encode(messages))
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, prompts: Sequence[Sequence[ChatMessage]], params: SamplingParams) -> list[Completion]:
+        """One completion per chat prompt, in order (see the module docstring for the two paths)."""
+        return self.generate_ids([self.encode(p) for p in prompts], params)
+
+    def generate_ids(self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams) -> list[Completion]:
+        """Like ``generate``, from prompt token ids (the raw batched path benchmarks compare against)."""
+        if not prompt_ids:
+            return []
+        if any(not ids for ids in prompt_ids):
+            raise ConfigError("generate: every prompt needs at least one token")
+        import torch
+
+        if params.seed is not None and self.path == "continuous":
+            torch.manual_seed(params.seed)  # its sampler draws from the global generator
+        start = time.perf_counter()
+        try:
+            generate = self._continuous if self.path == "continuous" else self._chunks
+            rows = generate(prompt_ids, params)
+        except torch.OutOfMemoryError as exc:
+            raise PolicyError(f"{self.name}: out of memory generating {len(prompt_ids)} prompts; "
+                              "lower max_batch_size or max_tokens") from exc
+        latency = time.perf_counter() - start
+        out = [self._completion(list(ids), gen, logprobs, params, latency)
+               for ids, (gen, logprobs) in zip(prompt_ids, rows, strict=True)]
+        self.tokens_generated += sum(len(c.completion_ids) for c in out)
+        return out
+
+    def _chunks(self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams) -> list[tuple[list[int], Any]]:
+        """Padded generation in chunks of ``max_batch_size`` prompts of similar length, results in order."""
+        order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
+        size = self.config.max_batch_size
+        results: dict[int, tuple[list[int], Any]] = {}
+        for number, first in enumerate(range(0, len(order), size)):
+            chunk = order[first:first + size]
+            seeded = params if params.seed is None else dataclasses.replace(
+                params, seed=params.seed + 7919 * number)
+            results.update(zip(chunk, self._padded([prompt_ids[i] for i in chunk], seeded), strict=True))
+        return [results[i] for i in range(len(prompt_ids))]
+
+    def _generation_config(self, params: SamplingParams, max_new_tokens: int) -> Any:
+        from transformers import GenerationConfig
+
+        # The generate path samples through its own processors (temperature, top-k, top-p, Gumbel
+        # noise) after the log-prob recorder, so generate itself runs greedy; nothing is filled in
+        # from the checkpoint's sampling defaults. The continuous path sets its knobs itself.
+        return GenerationConfig(
+            max_new_tokens=max_new_tokens, do_sample=False, repetition_penalty=1.0,
+            eos_token_id=sorted(self.eos_ids), pad_token_id=self.pad_id, stop_strings=list(params.stop) or None,
+        )
+
+    def _padded(self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams) -> list[tuple[list[int], Any]]:
+        import torch
+        from transformers import (
+            LogitsProcessorList,
+            TemperatureLogitsWarper,
+            TopKLogitsWarper,
+            TopPLogitsWarper,
+        )
+
+        width = max(len(ids) for ids in prompt_ids)
+        input_ids = torch.tensor([[self.pad_id] * (width - len(ids)) + list(ids) for ids in prompt_ids])
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompt_ids])
+        recorder = _LogprobRecorder(params.temperature) if params.logprobs else None
+        processors = LogitsProcessorList([recorder] if recorder else [])
+        if not params.greedy:
+            processors.append(TemperatureLogitsWarper(params.temperature))
+            if params.top_k:
+                processors.append(TopKLogitsWarper(params.top_k))
+            if params.top_p < 1:
+                processors.append(TopPLogitsWarper(params.top_p))
+            seed = params.seed if params.seed is not None else int(torch.randint(0, 2**62, ()).item())
+            processors.append(_GumbelSampler(seed, self.device))
+        kwargs: dict[str, Any] = {"tokenizer": self.tokenizer} if params.stop else {}
+        if self.config.cache_implementation:
+            kwargs["cache_implementation"] = self.config.cache_implementation
+        with torch.inference_mode():
+            sequences = self.model.generate(
+                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                generation_config=self._generation_config(params, params.max_tokens),
+                logits_processor=processors, **kwargs,
+            )
+        generated = sequences[:, width:]
+        logprobs = recorder.finish(sequences) if recorder else None
+        gen_rows = generated.tolist()
+        lp_rows = logprobs.tolist() if logprobs is not None else [None] * len(gen_rows)
+        return list(zip(gen_rows, lp_rows, strict=True))
+
+    def _continuous(self, prompt_ids: Sequence[Sequence[int]],
+                    params: SamplingParams) -> list[tuple[list[int], Any]]:
+        import logging
+
+        from transformers import ContinuousBatchingConfig
+
+        config = self._generation_config(params, params.max_tokens)
+        config.stop_strings = None  # not supported there: rows are cut at the stop string afterwards
+        if not params.greedy:
+            config.do_sample = True
+            config.temperature, config.top_k, config.top_p = params.temperature, params.top_k, params.top_p
+        # The manager (paged cache, CUDA graphs) is kept between calls; it is rebuilt only when the
+        # sampling settings change, and sized for the configured context, not for the first batch.
+        key = (params.greedy, params.temperature, params.top_k, params.top_p, params.logprobs)
+        if self._cb_key != key:
+            self.model.destroy_cached_continuous_batching_manager()
+            self._cb_key = key
+        pages = -(-self.config.max_context // _PAGE_SIZE) + 1
+        pages += pages % 2
+        sizes: dict[str, Any] = {}
+        if self.device.type != "cuda":  # else sized from free GPU memory; on the CPU that would be most of RAM
+            sizes = {"num_blocks": pages * self.config.max_batch_size, "max_batch_tokens": self.config.max_context}
+        cb_config = ContinuousBatchingConfig(
+            return_logprobs=params.logprobs, page_size=_PAGE_SIZE, max_blocks_per_request=pages,
+            max_requests_per_batch=self.config.max_batch_size, **sizes,
+        )
+        cb_logger = logging.getLogger("ContinuousBatchingLogger")
+        level = cb_logger.level
+        cb_logger.setLevel(logging.ERROR)  # it warns on every call that the manager is kept
+        try:
+            outputs = self.model.generate_batch(
+                inputs=[list(ids) for ids in prompt_ids], generation_config=config,
+                continuous_batching_config=cb_config, progress_bar=False, persistent_manager=True,
+                max_new_tokens=params.max_tokens,
+            )
+        finally:
+            cb_logger.setLevel(level)
+        rows = list(outputs.values())
+        if len(rows) != len(prompt_ids) or any(r.error for r in rows):
+            errors = "; ".join(str(r.error) for r in rows if r.error) or "missing results"
+            raise PolicyError(f"{self.name}: continuous batching failed: {errors}")
+        return [(list(r.generated_tokens), list(r.logprobs) if params.logprobs else None) for r in rows]
+
+    # ------------------------------------------------------------------ post-processing
+    def _completion(self, prompt_ids: list[int], generated: list[int], logprobs: list[float] | None,
+                    params: SamplingParams, latency: float) -> Completion:
+        """Cut a generated row where it ended (EOS, stop string or length) and decode it."""
+        end, finish = len(generated), "length"
+        for i, token in enumerate(generated):
+            if token in self.eos_ids:
+                end, finish = i + 1, "stop"
+                break
+        ids = generated[:end]
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        if params.stop:
+            text, found = cut_at_stop(text, params.stop)
+            if found:
+                ids, finish = ids[:self._tokens_until_stop(ids, params.stop)], "stop"
+        return Completion(text=text, prompt_ids=prompt_ids, completion_ids=ids,
+                          logprobs=None if logprobs is None else [float(x) for x in logprobs[:len(ids)]],
+                          finish_reason=finish, latency_s=latency)
+
+    def _tokens_until_stop(self, ids: list[int], stop: Sequence[str]) -> int:
+        """The fewest leading tokens whose text contains a stop string (where generation stopped)."""
+        low, high = 1, len(ids)
+        while low < high:
+            mid = (low + high) // 2
+            if cut_at_stop(self.tokenizer.decode(ids[:mid], skip_special_tokens=True), stop)[1]:
+                high = mid
+            else:
+                low = mid + 1
+        return high

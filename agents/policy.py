@@ -1,0 +1,130 @@
+"""The policy interface: one batched ``generate`` over LLM backends.
+
+A policy turns a batch of chat prompts into ``Completion``s that are token-exact: ``prompt_ids``
+are the tokens the model was fed, ``completion_ids`` the tokens it produced (the end-of-sequence
+token included when it stopped on one), ``logprobs`` one per completion token when the backend
+gives them. Trainers re-score these ids; they never re-tokenise the text.
+
+Backends: ``TransformersPolicy`` (``agents/hf.py``), ``OpenAIPolicy`` (``agents/openai_policy.py``).
+``make_policy(spec)`` builds one from a short string.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from selfgym.errors import ConfigError, InfrastructureError
+from selfgym.types import Completion, Message
+
+__all__ = [
+    "ChatMessage",
+    "Policy",
+    "PolicyError",
+    "SamplingParams",
+    "cut_at_stop",
+    "make_policy",
+    "to_chat",
+]
+
+ChatMessage = Message | Mapping[str, Any]
+
+
+class PolicyError(InfrastructureError):
+    """The policy backend failed (server down, out of memory). Episodes waiting on it are aborted."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplingParams:
+    """How to sample one completion per prompt (the OpenAI / vLLM names and meanings)."""
+
+    max_tokens: int = field(default=256, metadata={"help": "most new tokens per completion"})
+    temperature: float = field(default=1.0, metadata={"help": "0 means greedy decoding"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass (1 = off)"})
+    top_k: int = field(default=0, metadata={"help": "keep the k most likely tokens (0 = off)"})
+    stop: tuple[str, ...] = field(default=(), metadata={"help": "stop strings; the text ends before them"})
+    seed: int | None = field(default=None, metadata={"help": "seed of the sampler (None: not reseeded)"})
+    logprobs: bool = field(default=True, metadata={"help": "record the log-probability of each new token"})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str | list):
+            object.__setattr__(self, "stop", (self.stop,) if isinstance(self.stop, str) else tuple(self.stop))
+        if self.max_tokens < 1:
+            raise ConfigError(f"SamplingParams.max_tokens must be >= 1, got {self.max_tokens}")
+        if self.temperature < 0:
+            raise ConfigError(f"SamplingParams.temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"SamplingParams.top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ConfigError(f"SamplingParams.top_k must be >= 0 (0 = off), got {self.top_k}")
+        if any(not s for s in self.stop):
+            raise ConfigError("SamplingParams.stop: stop strings must be non-empty")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """An LLM behind one batched call.
+
+    ``name`` identifies the weights (it becomes ``Trajectory.policy_id``). ``generate`` returns one
+    ``Completion`` per prompt, in order, or raises ``PolicyError`` when the backend fails.
+    ``count_tokens`` is the prompt length the messages make (exact where the backend has the
+    tokenizer, an estimate otherwise); agents use it to keep prompts within a budget.
+    """
+
+    name: str
+
+    def generate(self, prompts: Sequence[Sequence[ChatMessage]], params: SamplingParams) -> list[Completion]: ...
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int: ...
+
+
+def to_chat(message: ChatMessage) -> dict[str, Any]:
+    """A message as the plain dict chat templates and OpenAI clients take."""
+    if isinstance(message, Message):
+        return message.to_chat()
+    if "role" not in message or "content" not in message:
+        raise ConfigError(f"a chat message needs 'role' and 'content', got keys {sorted(message)}")
+    return dict(message)
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """``text`` up to the first stop string, and whether one was found."""
+    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+    return (text, False) if cut < 0 else (text[:cut], True)
+
+
+_CACHE: dict[str, Policy] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def make_policy(spec: str = "embedded", *, cached: bool = True, **config: Any) -> Policy:
+    """Build a policy from a spec string.
+
+    - ``"embedded"``, a checkpoint or LoRA adapter dir, a ``.gguf`` file: ``TransformersPolicy``;
+    - ``"openai:<base_url>"`` or ``"openai:<base_url>#<model>"``: ``OpenAIPolicy`` (any
+      OpenAI-compatible server: ``vllm serve``, ``selfgym serve``, SGLang, llama.cpp).
+
+    With ``cached`` (default) one process loads each spec once and shares it.
+    """
+    key = f"{spec}|{sorted(config.items())}"
+    with _CACHE_LOCK:
+        if cached and key in _CACHE:
+            return _CACHE[key]
+        if spec.startswith("openai:"):
+            from .openai_policy import OpenAIConfig, OpenAIPolicy
+
+            base_url, _, model = spec.removeprefix("openai:").partition("#")
+            policy: Policy = OpenAIPolicy(OpenAIConfig(base_url=base_url, model=model or None, **config))
+        else:
+            from .hf import TransformersConfig, TransformersPolicy
+
+            policy = TransformersPolicy.load(TransformersConfig(model=spec, **config))
+        if cached:
+            _CACHE[key] = policy
+        return policy
