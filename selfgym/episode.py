@@ -50,9 +50,17 @@ def run_episode(
     try:
         while True:
             completion = agent.act(observation, info)
-            next_obs, reward, terminated, truncated, info = env.step(completion.text)
-            traj.turns.append(Turn.from_completion(observation, completion, reward=float(reward),
-                                                   parse_error=info.get("action_error")))
+            # an LLM agent may extract the action from its reply (e.g. from <action> tags)
+            action, extract_error = agent.env_action(completion) if hasattr(agent, "env_action") \
+                else (completion.text, None)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            turn = Turn.from_completion(observation, completion, reward=float(reward),
+                                        parse_error=info.get("action_error"))
+            if action != completion.text:
+                turn.info["env_action"] = action
+            if extract_error:
+                turn.info["extract_error"] = extract_error
+            traj.turns.append(turn)
             traj.total_reward += float(reward)
             observation = next_obs
             if terminated or truncated:
@@ -63,6 +71,8 @@ def run_episode(
                 break
     except InfrastructureError as exc:
         traj.aborted = f"{type(exc).__name__}: {exc}"
+    episode = getattr(agent, "episode", None)
+    traj.memory = dict(getattr(episode, "memory_ids", None) or {})
     traj.info["final_observation"] = observation
     traj.duration_s = time.perf_counter() - start
     return traj

@@ -211,6 +211,8 @@ class _Engine:
             if terminated or truncated:
                 episode.traj.terminated, episode.traj.truncated = bool(terminated), bool(truncated)
                 episode.traj.success = bool(info.get("success", False))
+                # an env that recovered from an infrastructure failure (dead browser) says so here
+                episode.traj.aborted = info.get("aborted") or None
                 self._finish(self.live.pop(slot))
 
     def _env_step(self, slot: int, action: str) -> Any:
