@@ -13,9 +13,8 @@ $(STAMP): pyproject.toml setup.py constraints.txt scripts/setup.sh
 	touch $@
 
 demo: $(STAMP)
-	$(BIN)/selfgym run selfgym/Guess-v0 --agent scripted --episodes 2 --run-dir runs/demo
-	$(BIN)/selfgym eval selfgym/Guess-v0 --agent scripted -n 20 -k 2 --run-dir runs/demo --json runs/demo/eval.json
-	@echo "demo: store and scores in runs/demo (eval.json)"
+	rm -rf runs/demo
+	$(BIN)/selfgym train configs/demo.toml --run-dir runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

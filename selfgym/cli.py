@@ -141,6 +141,36 @@ def export_cmd(
     console.print(f"exported {count} trajectories to {out}", markup=False)
 
 
+@app.command("train")
+def train_cmd(
+    config_path: Annotated[Path | None, typer.Argument(help="TOML run config (see configs/)")] = None,
+    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="default: runs/<name>")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the run stored in the run directory")] = False,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="write the HTML report at the end")] = True,
+    help_config: Annotated[bool, typer.Option("--help-config", help="print every config key with its help")] = False,
+) -> None:
+    """Run the gym loop: curriculum, rollouts, memory, trainer, held-out evaluation."""
+    from selfgym.config import describe, load_toml
+    from selfgym.loopconfig import RunConfig
+
+    if help_config:
+        console.print("\n".join(describe(RunConfig)), markup=False)
+        return
+    if config_path is None:
+        raise SelfgymError("pass a config file, e.g. selfgym train configs/demo.toml")
+    config = load_toml(config_path, RunConfig)
+    from selfgym.loop import train
+
+    run_dir = run_dir or Path("runs") / config.name
+    result = train(config, run_dir, resume=resume, console=console)
+    scores = ", ".join(f"it{it}: {v:.3f}" for it, v in sorted(result.heldout.items()))
+    console.print(f"held-out success by iteration: {scores}", markup=False)
+    if report:
+        from selfgym.report import write_report
+
+        console.print(f"report: {write_report(run_dir, result.run_id)}", markup=False)
+
+
 @app.command("report")
 def report_cmd(
     run_dir: Annotated[Path, typer.Argument(help="run directory (holds store.sqlite)")],

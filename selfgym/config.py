@@ -105,17 +105,27 @@ def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def describe(cls: type, prefix: str = "") -> list[str]:
-    """``key = default  # help`` lines for every field, nested sections included."""
+def describe(cls: type, prefix: str = "", defaults: Any = None) -> list[str]:
+    """``key = default  # help`` lines for every field, nested sections included.
+
+    ``defaults`` is the instance whose values are shown (a section's default comes from the field
+    that holds it, e.g. ``RunConfig.reflections`` may differ from ``ReflectionConfig()``).
+    """
     lines = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         name = f"{prefix}{f.name}"
+        if defaults is not None:
+            default = getattr(defaults, f.name)
+        elif f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = "(required)"
         if dataclasses.is_dataclass(hints[f.name]):
-            lines.append(f"[{name}]")
-            lines.extend(describe(hints[f.name], prefix=f"{name}."))
+            lines.append(f"[{name}]  # {f.metadata.get('help', '')}")
+            lines.extend(describe(hints[f.name], prefix=f"{name}.", defaults=default))
             continue
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
         lines.append(f"{name} = {default!r}  # {f.metadata.get('help', '')}")
     return lines

@@ -1,0 +1,235 @@
+"""The gym loop: curriculum -> rollouts -> store -> memory -> trainer -> held-out evaluation.
+
+One iteration::
+
+    arms  = curriculum.sample(tasks_per_iteration)        # (family, difficulty)
+    tasks = one task per arm from the env's task source   # deterministic per (seed, iteration)
+    run_rollouts(tasks x group_size)                      # each trajectory stored as it ends;
+                                                          # failures -> reflections (if on)
+    curriculum.update(outcomes)
+    train_from_store(...)                                 # checkpoint registered in the store
+    every N iterations: held-out evaluation               # stored with the iteration
+    store.set_state("iteration", it + 1)
+
+Everything lives in the run store, so ``resume=True`` continues a killed run: stored trajectories
+of the interrupted iteration are kept and only the missing attempts run, a registered checkpoint
+is loaded instead of training again, a stored evaluation is not repeated.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+import selfgym
+from selfgym.config import to_dict
+from selfgym.curriculum import Arm, Curriculum
+from selfgym.errors import ConfigError
+from selfgym.evaluate import summarise
+from selfgym.loopconfig import RunConfig
+from selfgym.rollout import RolloutConfig, run_rollouts
+from selfgym.store import Store
+from selfgym.types import Task
+
+__all__ = ["LoopResult", "train"]
+
+
+@dataclass
+class LoopResult:
+    """What a run did: its directory, iterations done and held-out scores by iteration."""
+
+    run_dir: Path
+    run_id: str
+    iterations: int
+    heldout: dict[int, float] = field(default_factory=dict)
+    checkpoints: list[str] = field(default_factory=list)
+
+
+def _families(source: Any, split: str = "train", probe: int = 64) -> list[str]:
+    """The task families of a source, in first-seen order of its task list."""
+    seen: dict[str, None] = {}
+    for task in source.tasks(split, limit=probe):
+        seen.setdefault(task.family, None)
+    return list(seen)
+
+
+def _task_for(source: Any, arm: Arm, rng: np.random.Generator, tries: int = 200) -> Task:
+    """A training task of the arm's family at its difficulty (rejection sampling over the source)."""
+    for _ in range(tries):
+        task = source.sample(rng, split="train", difficulty=arm.difficulty)
+        if task.family == arm.family:
+            return task
+    raise ConfigError(f"task source {source.name!r} gave no task of family {arm.family!r} in {tries} draws")
+
+
+class _Run:
+    """State of one run (kept small: everything durable is in the store)."""
+
+    def __init__(self, config: RunConfig, run_dir: Path, console: Console) -> None:
+        from selfgym.agents.hf import TransformersConfig, TransformersPolicy
+        from selfgym.agents.llm import LLMAgent
+        from selfgym.agents.reflection import ReflectionMemory, ReflectionWriter, Reflector
+
+        self.config, self.run_dir, self.console = config, run_dir, console
+        self.run_id = config.name
+        self.store = Store(run_dir)
+        self.store.create_run(self.run_id, to_dict(config))
+        self.env = selfgym.make(config.env.id, **config.env.kwargs)
+        self.source = self.env.unwrapped.task_source
+        families = config.env.families or _families(self.source)
+        self.curriculum = Curriculum([Arm(f, d) for f in families for d in config.env.difficulties], config.curriculum)
+        state = self.store.get_state(self.run_id, "curriculum")
+        if state:
+            self.curriculum.load_state_dict(state)
+        checkpoints = self.store.checkpoints(self.run_id)
+        self.checkpoint_id = checkpoints[-1]["id"] if checkpoints else None
+        spec = checkpoints[-1]["path"] if checkpoints else config.policy.model
+        self.policy = TransformersPolicy.load(TransformersConfig(model=str(spec), device=config.policy.device,
+                                                                 name=config.policy.model))
+        self.reflections = ReflectionMemory(self.store, config.reflections, run_id=self.run_id)
+        memory = [self.reflections] if config.reflections.enabled else []
+        self.agent = LLMAgent(self.policy, config.agent, memory=memory)
+        self.writer = ReflectionWriter(Reflector(self.policy, config.reflections), self.reflections) \
+            if config.reflections.enabled else None
+        self.trainer: Any = None
+
+    # ------------------------------------------------------------------ stages
+    def choose_tasks(self, iteration: int) -> list[tuple[Arm, Task]]:
+        rng = np.random.default_rng([self.config.seed, iteration])
+        arms = self.curriculum.sample(self.config.rollout.tasks_per_iteration, rng)
+        return [(arm, _task_for(self.source, arm, rng)) for arm in arms]
+
+    def rollouts(self, iteration: int, tasks: list[Task]) -> dict[str, float]:
+        """Run the attempts of this iteration that the store does not hold yet."""
+        group = self.config.rollout.group_size
+        done = Counter(t.task_id for t in self.store.trajectories(run_id=self.run_id, iteration=iteration,
+                                                                  include_aborted=True))
+        missing: dict[int, list[Task]] = {}
+        unique = {task.id: task for task in tasks}  # a task drawn twice is one group
+        for task in unique.values():
+            if done[task.id] < group:
+                missing.setdefault(done[task.id], []).append(task)
+        tokens, wall = 0, 0.0
+        for first_attempt, chunk in sorted(missing.items()):
+            result = run_rollouts(
+                lambda: selfgym.make(self.config.env.id, **self.config.env.kwargs), self.agent, chunk,
+                RolloutConfig(group_size=group - first_attempt, max_concurrent=self.config.rollout.max_concurrent,
+                              seed=self.config.seed * 100_003 + iteration * 1_009 + first_attempt,
+                              progress=self.console.is_terminal),
+                store=self.store, on_step_end=self.writer, first_attempt=first_attempt,
+                run_id=self.run_id, iteration=iteration, policy_id=self.policy_id)
+            tokens += result.generated_tokens
+            wall += result.wall_s
+        return {"tokens/rollout": float(tokens), "time/rollout_s": wall}
+
+    @property
+    def policy_id(self) -> str:
+        return self.checkpoint_id or self.config.policy.model
+
+    def train_step(self, iteration: int) -> dict[str, float]:
+        from selfgym.trainers.run import make_trainer, train_from_store
+
+        algorithm = self.config.trainer.algorithm
+        if algorithm == "none":
+            return {}
+        if any(c["iteration"] == iteration for c in self.store.checkpoints(self.run_id)):
+            return {}  # trained before a crash; the checkpoint was loaded at start
+        start = time.perf_counter()
+        if self.trainer is None:
+            self.trainer = make_trainer(algorithm, self.policy.model, tokenizer=self.policy.tokenizer,
+                                        config=self.config.trainer.algorithm_config())
+        result, info = train_from_store(
+            self.trainer, self.store, run_id=self.run_id, iteration=iteration, run_dir=self.run_dir,
+            base_model=self.config.policy.model, parent_id=self.checkpoint_id,
+            since_iteration=iteration - self.config.trainer.window + 1, tokenizer=self.policy.tokenizer)
+        self.policy.model = self.trainer.model  # generate with the updated weights (LoRA in place)
+        self.policy.model.eval()
+        if info is not None:
+            self.checkpoint_id = info.id
+        return {"time/train_s": time.perf_counter() - start, "train/steps": float(result.steps)}
+
+    def evaluate(self, iteration: int) -> float | None:
+        """Held-out evaluation stored with ``iteration`` (not repeated after a resume)."""
+        ev = self.config.eval
+        if any(e["iteration"] == iteration for e in self.store.evals(self.run_id)):
+            return next(e["metrics"]["success_rate"] for e in self.store.evals(self.run_id)
+                        if e["iteration"] == iteration)
+        start = time.perf_counter()
+        tasks = list(self.source.tasks(ev.split, limit=ev.n_tasks))
+        agent = self.agent if ev.memory else self.agent.with_memory([])
+        result = run_rollouts(
+            lambda: selfgym.make(self.config.env.id, **self.config.env.kwargs), agent, tasks,
+            RolloutConfig(group_size=ev.k, max_concurrent=self.config.rollout.max_concurrent,
+                          seed=10_000_000 + iteration, progress=self.console.is_terminal),
+            run_id=f"{self.run_id}/eval", iteration=iteration, policy_id=self.policy_id)
+        scores = summarise(result.trajectories, {t.id: t for t in tasks}, ev.k)
+        self.store.add_eval(run_id=self.run_id, env_id=self.config.env.id, split=ev.split, metrics=scores.to_dict(),
+                            checkpoint_id=self.checkpoint_id, iteration=iteration)
+        self.store.log_metrics(self.run_id, iteration, {"time/eval_s": time.perf_counter() - start,
+                                                        "tokens/eval": float(result.generated_tokens)})
+        return scores.success_rate
+
+    def iteration(self, it: int) -> dict[str, float]:
+        start = time.perf_counter()
+        chosen = self.choose_tasks(it)
+        arm_of = {task.id: arm.key for arm, task in chosen}
+        metrics = self.rollouts(it, [task for _, task in chosen])
+        trajs = self.store.trajectories(run_id=self.run_id, iteration=it)
+        self.curriculum.update(it, [(arm_of[t.task_id], t.success) for t in trajs if t.task_id in arm_of])
+        metrics["train/success"] = sum(t.success for t in trajs) / len(trajs) if trajs else 0.0
+        metrics["train/episodes"] = float(len(trajs))
+        metrics["reflections/total"] = float(len(self.store.memory("reflection")))
+        metrics.update(self.train_step(it))
+        metrics.update({f"curriculum/p/{k}": v for k, v in self.curriculum.probabilities().items()})
+        metrics["time/iteration_s"] = time.perf_counter() - start
+        self.store.log_metrics(self.run_id, it, metrics)
+        return metrics
+
+
+def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False,
+          console: Console | None = None, on_iteration: Callable[[int], None] | None = None) -> LoopResult:
+    """Run (or, with ``resume``, continue) the gym loop in ``run_dir``.
+
+    Raises:
+        ConfigError: ``run_dir`` holds this run already and ``resume`` is False, or the stored run
+            has another config than ``config`` (so a resumed run never changes its meaning).
+    """
+    console = console or Console(highlight=False, soft_wrap=True)
+    run_dir = Path(run_dir)
+    existing = Store(run_dir).run(config.name) if (run_dir / "store.sqlite").exists() else None
+    if existing and not resume:
+        raise ConfigError(f"{run_dir} already holds run {config.name!r}; pass --resume to continue it")
+    if existing and existing["config"] != json.loads(json.dumps(to_dict(config))):
+        raise ConfigError(f"run {config.name!r} in {run_dir} was started with another config; resume it with that one")
+    run = _Run(config, run_dir, console)
+    start_it = run.store.get_state(run.run_id, "iteration", 0)
+    result = LoopResult(run_dir=run_dir, run_id=run.run_id, iterations=start_it)
+    if config.eval.before and start_it == 0:
+        result.heldout[0] = run.evaluate(0)
+        console.print(f"iteration 0 (before training): held-out success {result.heldout[0]:.3f}")
+    for it in range(start_it, config.iterations):
+        metrics = run.iteration(it)
+        last = it + 1 == config.iterations
+        if (config.eval.every and (it + 1) % config.eval.every == 0) or last:
+            result.heldout[it + 1] = run.evaluate(it + 1)
+        run.store.set_state(run.run_id, "curriculum", run.curriculum.state_dict())
+        run.store.set_state(run.run_id, "iteration", it + 1)
+        result.iterations = it + 1
+        held = f", held-out {result.heldout[it + 1]:.3f}" if it + 1 in result.heldout else ""
+        console.print(f"iteration {it + 1}/{config.iterations}: train success {metrics['train/success']:.3f} "
+                      f"over {metrics['train/episodes']:.0f} episodes{held}, "
+                      f"{metrics.get('tokens/rollout', 0):.0f} tokens, {metrics['time/iteration_s']:.1f}s", markup=False)
+        if on_iteration is not None:
+            on_iteration(it + 1)
+    result.heldout.update({e["iteration"]: e["metrics"]["success_rate"] for e in run.store.evals(run.run_id)})
+    result.checkpoints = [c["id"] for c in run.store.checkpoints(run.run_id)]
+    run.env.close()
+    return result

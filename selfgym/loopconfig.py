@@ -1,0 +1,119 @@
+"""The run config of ``selfgym train``: one TOML file mapped onto ``RunConfig``.
+
+Every component can be switched off, so one config expresses each seed method (RFT-only,
+Reflexion, skills, teacher, self-correction GRPO); ``configs/`` ships them. ``selfgym train
+--help-config`` prints every field with its help.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from selfgym.agents.llm import AgentConfig
+from selfgym.agents.reflection import ReflectionConfig
+from selfgym.curriculum import CurriculumConfig
+from selfgym.errors import ConfigError
+from selfgym.trainers.dpo import DPOConfig
+from selfgym.trainers.grpo import GRPOConfig
+from selfgym.trainers.rft import RFTConfig
+
+__all__ = ["EnvSection", "EvalSection", "PolicySection", "RolloutSection", "RunConfig", "TrainerSection"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnvSection:
+    """The environment the agent trains in, and the curriculum's arms over it."""
+
+    id: str = field(default="selfgym/Code-v0", metadata={"help": "registered env id"})
+    kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help": "keyword arguments for the env"})
+    families: list[str] = field(
+        default_factory=list, metadata={"help": "task families to train on (arms); empty: every family of the source"})
+    difficulties: list[float] = field(
+        default_factory=lambda: [0.0, 0.5], metadata={"help": "difficulty levels (arms) the curriculum moves along"})
+
+    def __post_init__(self) -> None:
+        if not self.difficulties or any(not 0.0 <= d <= 1.0 for d in self.difficulties):
+            raise ConfigError(f"env.difficulties must be a non-empty list of values in [0, 1], got {self.difficulties}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicySection:
+    """Which model acts (and is trained)."""
+
+    model: str = field(default="embedded", metadata={"help": "'embedded', a checkpoint or LoRA adapter dir"})
+    device: str | None = field(default=None, metadata={"help": "cpu | cuda (default: cuda if available)"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutSection:
+    """How much experience one iteration collects."""
+
+    tasks_per_iteration: int = field(default=8, metadata={"help": "tasks drawn by the curriculum per iteration"})
+    group_size: int = field(default=2, metadata={"help": "attempts per task (the G of GRPO)"})
+    max_concurrent: int = field(default=16, metadata={"help": "episodes in flight (one batched generate per step)"})
+
+    def __post_init__(self) -> None:
+        if self.tasks_per_iteration < 1 or self.group_size < 1 or self.max_concurrent < 1:
+            raise ConfigError("rollout.tasks_per_iteration, group_size and max_concurrent must be >= 1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainerSection:
+    """The weight update after each iteration's rollouts."""
+
+    algorithm: Literal["none", "rft", "grpo", "dpo"] = field(
+        default="rft", metadata={"help": "none (memory only) | rft (ReST-EM) | grpo | dpo"})
+    window: int = field(default=1, metadata={"help": "train on the trajectories of the last N iterations"})
+    rft: RFTConfig = field(default_factory=RFTConfig, metadata={"help": "rejection-sampling fine-tuning"})
+    grpo: GRPOConfig = field(default_factory=GRPOConfig, metadata={"help": "multi-turn GRPO"})
+    dpo: DPOConfig = field(default_factory=DPOConfig, metadata={"help": "DPO on success/failure pairs"})
+
+    def __post_init__(self) -> None:
+        if self.window < 1:
+            raise ConfigError(f"trainer.window must be >= 1, got {self.window}")
+
+    def algorithm_config(self) -> RFTConfig | GRPOConfig | DPOConfig | None:
+        return None if self.algorithm == "none" else getattr(self, self.algorithm)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalSection:
+    """Held-out evaluation during the run."""
+
+    every: int = field(default=1, metadata={"help": "evaluate after every N iterations (0: only before and after)"})
+    before: bool = field(default=True, metadata={"help": "evaluate the starting policy (iteration 0)"})
+    n_tasks: int = field(default=20, metadata={"help": "held-out tasks (the source's fixed order)"})
+    k: int = field(default=1, metadata={"help": "attempts per task (pass@k)"})
+    split: Literal["heldout", "train", "generated"] = field(default="heldout", metadata={"help": "split scored"})
+    memory: bool = field(default=True, metadata={"help": "the evaluated agent reads memory (reflections, skills)"})
+
+    def __post_init__(self) -> None:
+        if self.every < 0 or self.n_tasks < 1 or self.k < 1:
+            raise ConfigError("eval.every must be >= 0, eval.n_tasks and eval.k >= 1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """One gym-loop run."""
+
+    name: str = field(metadata={"help": "run id (also the default run directory under runs/)"})
+    seed: int = field(default=0, metadata={"help": "seed of task choice and sampling"})
+    iterations: int = field(default=3, metadata={"help": "loop iterations"})
+    env: EnvSection = field(default_factory=EnvSection, metadata={"help": "environment and arms"})
+    policy: PolicySection = field(default_factory=PolicySection, metadata={"help": "the model"})
+    agent: AgentConfig = field(default_factory=AgentConfig, metadata={"help": "prompting and sampling"})
+    rollout: RolloutSection = field(default_factory=RolloutSection, metadata={"help": "experience per iteration"})
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig, metadata={"help": "what to practise"})
+    reflections: ReflectionConfig = field(
+        default_factory=lambda: ReflectionConfig(enabled=False), metadata={"help": "Reflexion lessons from failures"})
+    trainer: TrainerSection = field(default_factory=TrainerSection, metadata={"help": "weight updates"})
+    eval: EvalSection = field(default_factory=EvalSection, metadata={"help": "held-out evaluation"})
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name:
+            raise ConfigError(f"name must be a non-empty run id without '/', got {self.name!r}")
+        if self.iterations < 1:
+            raise ConfigError(f"iterations must be >= 1, got {self.iterations}")
+        if self.trainer.algorithm == "grpo" and self.rollout.group_size < 2:
+            raise ConfigError("trainer.algorithm = 'grpo' needs rollout.group_size >= 2 (advantages are group-relative)")

@@ -1,0 +1,102 @@
+"""The gym loop end to end on a tiny real model: store contents, checkpoints, kill -9 and resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from selfgym.agents.models import tiny_model_dir
+from selfgym.config import from_dict, load_toml
+from selfgym.errors import ConfigError
+from selfgym.loop import train
+from selfgym.loopconfig import RunConfig
+from selfgym.store import Store
+
+sys.path.insert(0, str(Path(__file__).parent))
+import loop_helpers  # noqa: E402
+
+loop_helpers.register()
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return str(tiny_model_dir())
+
+
+def test_two_iterations_fill_the_store(tmp_path, tiny):
+    (tmp_path / "run.toml").write_text(loop_helpers.config_text("t2", tiny))
+    config = load_toml(tmp_path / "run.toml", RunConfig)
+    result = train(config, tmp_path / "run")
+    assert result.iterations == 2 and set(result.heldout) == {0, 1, 2}
+    store = Store(tmp_path / "run")
+    for it in (0, 1):
+        trajs = store.trajectories(run_id="t2", iteration=it)
+        assert len(trajs) == len({t.id for t in trajs}) >= 2
+        assert all(t.turns and t.turns[0].completion_ids and t.turns[0].logprobs for t in trajs)
+    assert store.get_state("t2", "iteration") == 2
+    assert [e["iteration"] for e in store.evals("t2")] == [0, 1, 2]
+    keys = {k for _, k, _ in store.metrics("t2")}
+    assert {"train/success", "time/rollout_s", "tokens/rollout"} <= keys
+    assert any(k.startswith("curriculum/p/even@") for k in keys)
+    assert store.checkpoints("t2"), "GRPO with contrast in every group trains and registers a checkpoint"
+    assert Path(store.checkpoints("t2")[-1]["path"]).is_dir()
+    with pytest.raises(ConfigError, match="pass --resume"):
+        train(config, tmp_path / "run")
+
+
+def test_config_errors_are_clear(tiny):
+    with pytest.raises(ConfigError, match="group_size >= 2"):
+        from_dict(RunConfig, {"name": "x", "trainer": {"algorithm": "grpo"}, "rollout": {"group_size": 1}})
+    with pytest.raises(ConfigError, match="unknown key 'iteratons'"):
+        from_dict(RunConfig, {"name": "x", "iteratons": 2})
+
+
+RUNNER = textwrap.dedent('''
+    import sys
+    sys.path.insert(0, sys.argv[3])
+    import loop_helpers
+    loop_helpers.register()
+    from selfgym.config import load_toml
+    from selfgym.loop import train
+    from selfgym.loopconfig import RunConfig
+    config = load_toml(sys.argv[1], RunConfig)
+    train(config, sys.argv[2], resume=len(sys.argv) > 4,
+          on_iteration=lambda it: print("done", it, flush=True))
+''')
+
+
+def test_sigkill_and_resume_lose_and_duplicate_nothing(tmp_path, tiny):
+    (tmp_path / "run.toml").write_text(loop_helpers.config_text("k", tiny, algorithm="rft", iterations=3))
+    (tmp_path / "runner.py").write_text(RUNNER)
+    run_dir = tmp_path / "run"
+    args = [sys.executable, str(tmp_path / "runner.py"), str(tmp_path / "run.toml"), str(run_dir),
+            str(Path(__file__).parent)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    while (line := proc.stdout.readline()) and line.split() != ["done", "1"]:
+        pass
+    assert line.split() == ["done", "1"]
+    store = Store(run_dir)
+    while store.count_trajectories(run_id="k", iteration=1) == 0:  # kill inside iteration 2's rollouts
+        pass
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {t.id for t in store.trajectories(run_id="k", include_aborted=True)}
+    assert store.get_state("k", "iteration") == 1
+    done = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].split() == ["done", "3"]
+    after = store.trajectories(run_id="k", include_aborted=True)
+    ids = [t.id for t in after]
+    assert len(ids) == len(set(ids)) and before <= set(ids)
+    assert store.get_state("k", "iteration") == 3
+    for it in range(3):  # every iteration holds exactly group_size attempts per distinct task
+        trajs = [t for t in after if t.iteration == it]
+        per_task = {}
+        for t in trajs:
+            per_task.setdefault(t.task_id, []).append(t.attempt)
+        assert all(sorted(a) == [0, 1] for a in per_task.values()), per_task
+    assert sorted(e["iteration"] for e in store.evals("k")) == [0, 1, 2, 3]
