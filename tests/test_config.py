@@ -58,3 +58,17 @@ def test_missing_or_broken_file(tmp_path):
 def test_describe_lists_every_field_with_its_help():
     text = "\n".join(describe(Outer))
     assert "trainer.lr = 0.0001  # learning rate" in text and "[curriculum]" in text
+
+
+def test_every_shipped_config_loads_and_names_a_registered_env():
+    from pathlib import Path
+
+    import selfgym
+    from selfgym.loopconfig import RunConfig
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
+    assert {p.stem for p in configs} >= {"demo", "rft", "reflexion", "grpo", "score"}
+    ids = {info.id for info in selfgym.list_envs()}
+    for path in configs:
+        config = load_toml(path, RunConfig)
+        assert config.env.id in ids, path
