@@ -152,6 +152,9 @@ class _Run:
             since_iteration=iteration - self.config.trainer.window + 1, tokenizer=self.policy.tokenizer)
         self.policy.model = self.trainer.model  # generate with the updated weights (LoRA in place)
         self.policy.model.eval()
+        # training turns the KV cache off (TRL's trainer sets use_cache=False); generation needs it
+        base = getattr(self.policy.model, "get_base_model", lambda: self.policy.model)()
+        base.config.use_cache = True
         if info is not None:
             self.checkpoint_id = info.id
         return {"time/train_s": time.perf_counter() - start, "train/steps": float(result.steps)}
