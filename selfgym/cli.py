@@ -81,39 +81,67 @@ def run_cmd(
 def eval_cmd(
     env_id: Annotated[str, typer.Argument(help="environment id")],
     agent: AgentOpt = "scripted",
+    policy: Annotated[str | None, typer.Option(
+        "--policy", help="LLM agent on this model: embedded, a checkpoint or LoRA dir, a .gguf, openai:URL or openai:URL#model")] = None,
     n: Annotated[int, typer.Option("-n", min=1, help="number of tasks")] = 20,
     k: Annotated[int, typer.Option("-k", min=1, help="attempts per task (pass@k)")] = 1,
     split: Annotated[str, typer.Option(help="split to evaluate on")] = "heldout",
+    memory: Annotated[str, typer.Option(
+        help="off | on (the run's reflections and skills) | snapshot[:ID] (a pinned skill snapshot)")] = "off",
+    memory_run: Annotated[Path | None, typer.Option(help="run directory whose memory the agent reads")] = None,
     seed: int = 0,
+    max_concurrent: Annotated[int, typer.Option(min=1, help="episodes in flight (batched generate)")] = 16,
     run_dir: RunDirOpt = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the scores as JSON here")] = None,
 ) -> None:
-    """Score an agent on a split: success rate with a bootstrap 95% CI, and pass@k."""
-    from selfgym.evaluate import evaluate
+    """Score an agent on a split: success rate with a bootstrap 95% CI, pass@k, per family and difficulty."""
+    from selfgym.evaluate import evaluate_tasks
     from selfgym.store import Store
 
+    name = f"llm:{policy}" if policy else agent
     env = selfgym.make(env_id)
-    store = Store(run_dir) if run_dir else None
-    run_id = f"eval-{agent}"
-    if store:
-        store.create_run(run_id, {"env_id": env_id, "agent": agent, "split": split, "n": n, "k": k})
-        store.add_tasks(env.unwrapped.task_source.tasks(split, limit=n), run_id=run_id)
-    result, _ = evaluate(env, _agent_factory(agent, seed), n_tasks=n, k=k, split=split, seed=seed,
-                         on_trajectory=store.add_trajectory if store else None, run_id=run_id, policy_id=agent)
+    tasks = list(env.unwrapped.task_source.tasks(split, limit=n))
     env.close()
+    player = _eval_agent(name, memory, memory_run, seed)
+    store = Store(run_dir) if run_dir else None
+    run_id = f"eval-{name}".replace("/", "_")
+    if store:
+        store.create_run(run_id, {"env_id": env_id, "agent": name, "split": split, "n": n, "k": k, "memory": memory})
+    result, _ = evaluate_tasks(env_id, player, tasks, k=k, seed=seed, max_concurrent=max_concurrent,
+                               progress=console.is_terminal, store=store, run_id=run_id, policy_id=name)
     if store:
         store.add_eval(run_id=run_id, env_id=env_id, split=split, metrics=result.to_dict())
     low, high = result.ci95
     console.print(f"{env_id} · {split} · {result.n_tasks} tasks x {k}: success {result.success_rate:.3f} "
                   f"(95% CI {low:.3f}-{high:.3f}), " + ", ".join(f"{m} {v:.3f}" for m, v in result.pass_at_k.items()),
                   markup=False)
-    table = Table("family", "tasks", "success", "95% CI", box=None, header_style="bold")
-    for family, scores in result.by_family.items():
-        table.add_row(family, str(scores["n_tasks"]), f"{scores['success_rate']:.3f}",
-                      "{:.3f}-{:.3f}".format(*scores["ci95"]))
-    console.print(table)
+    for title, groups in (("family", result.by_family), ("difficulty", result.by_difficulty)):
+        table = Table(title, "tasks", "success", "95% CI", box=None, header_style="bold")
+        for group, scores in groups.items():
+            table.add_row(group, str(scores["n_tasks"]), f"{scores['success_rate']:.3f}",
+                          "{:.3f}-{:.3f}".format(*scores["ci95"]))
+        console.print(table)
     if json_out:
         json_out.write_text(json.dumps(result.to_dict(), indent=2))
+
+
+def _eval_agent(name: str, memory: str, memory_run: Path | None, seed: int):
+    """The evaluated agent: a factory for scripted/random, an ``LLMAgent`` (with memory) for llm specs."""
+    if memory == "off":
+        return _agent_factory(name, seed) if name in ("scripted", "random") else _llm_agent(name)
+    if not name.startswith("llm"):
+        raise SelfgymError(f"--memory {memory} needs an LLM agent (--policy or --agent llm), not {name!r}")
+    if memory_run is None:
+        raise SelfgymError(f"--memory {memory} reads a run's memory: pass --memory-run RUN_DIR")
+    from selfgym.loop import run_memory
+
+    return _llm_agent(name).with_memory(run_memory(memory_run, memory))
+
+
+def _llm_agent(name: str):
+    from selfgym.agents import make_agent
+
+    return make_agent(name)
 
 
 @app.command("export")
@@ -169,6 +197,31 @@ def train_cmd(
         from selfgym.report import write_report
 
         console.print(f"report: {write_report(run_dir, result.run_id)}", markup=False)
+
+
+@app.command("ablate")
+def ablate_cmd(
+    config_path: Annotated[Path, typer.Argument(help="TOML run config (the full variant)")],
+    without: Annotated[str | None, typer.Option(
+        help="comma-separated components to remove one at a time: teacher, skills, reflections, rl "
+             "(default: every one the config uses)")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="default: runs/<name>-ablation")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the variants stored in --out")] = False,
+) -> None:
+    """Run matched-budget variants of a config without each component, and one comparison report."""
+    from selfgym.ablate import fmt_score, run_ablation
+    from selfgym.config import load_toml
+    from selfgym.loopconfig import RunConfig
+
+    config = load_toml(config_path, RunConfig)
+    names = [w.strip() for w in without.split(",") if w.strip()] if without else None
+    result = run_ablation(config, out_dir or Path("runs") / f"{config.name}-ablation", without=names,
+                          resume=resume, console=console)
+    for row in result.rows:
+        vs = "" if row["variant"] == "full" else f", vs full {fmt_score(row['vs_full'], sign='+')}"
+        console.print(f"{row['variant']}: held-out {fmt_score(row['before'])} -> {fmt_score(row['after'])}{vs}",
+                      markup=False)
+    console.print(f"comparison: {result.html}", markup=False)
 
 
 @app.command("report")

@@ -13,12 +13,13 @@ from selfgym.episode import run_episode
 from selfgym.stats import bootstrap_ci, pass_at_k
 from selfgym.types import Task, Trajectory
 
-__all__ = ["EvalResult", "evaluate", "summarise"]
+__all__ = ["EvalResult", "evaluate", "evaluate_tasks", "summarise"]
 
 
 @dataclass
 class EvalResult:
-    """Scores of one evaluation. ``by_family`` / ``by_difficulty`` hold the same keys per group."""
+    """Scores of one evaluation. ``by_family`` / ``by_difficulty`` hold the same keys per group;
+    ``outcomes`` keeps each task's attempts (for paired comparisons of two evaluations)."""
 
     n_tasks: int
     k: int
@@ -28,6 +29,7 @@ class EvalResult:
     aborted: int
     by_family: dict[str, dict[str, Any]] = field(default_factory=dict)
     by_difficulty: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outcomes: dict[str, list[bool]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,6 +66,7 @@ def summarise(trajectories: Iterable[Trajectory], tasks: dict[str, Task], k: int
         pass_at_k=overall["pass_at_k"], aborted=aborted,
         by_family={f: _scores(g, k) for f, g in sorted(by_family.items())},
         by_difficulty={d: _scores(g, k) for d, g in sorted(by_difficulty.items())},
+        outcomes=dict(outcomes),
     )
 
 
@@ -95,3 +98,27 @@ def evaluate(
             if on_trajectory is not None:
                 on_trajectory(traj)
     return summarise(trajectories, {t.id: t for t in tasks}, k), trajectories
+
+
+def evaluate_tasks(
+    env: str | Callable[[], gymnasium.Env],
+    agent: Any,
+    tasks: list[Task],
+    *,
+    k: int = 1,
+    seed: int = 0,
+    max_concurrent: int = 16,
+    progress: bool = True,
+    **rollout_kwargs: Any,
+) -> tuple[EvalResult, Any]:
+    """Score ``k`` attempts per task with batched rollouts (one generate per step for LLM agents).
+
+    ``agent`` is an ``LLMAgent`` or a factory ``env -> Agent``; ``rollout_kwargs`` go to
+    ``run_rollouts`` (``store``, ``run_id``, ``iteration``, ``policy_id``...). Returns the scores
+    and the ``RolloutResult`` (trajectories, tokens, wall time).
+    """
+    from selfgym.rollout import RolloutConfig, run_rollouts
+
+    result = run_rollouts(env, agent, tasks, RolloutConfig(group_size=k, max_concurrent=max_concurrent, seed=seed,
+                                                           progress=progress), **rollout_kwargs)
+    return summarise(result.trajectories, {t.id: t for t in tasks}, k), result

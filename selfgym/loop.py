@@ -22,7 +22,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +33,13 @@ import selfgym
 from selfgym.config import to_dict
 from selfgym.curriculum import Arm, Curriculum
 from selfgym.errors import ConfigError
-from selfgym.evaluate import summarise
+from selfgym.evaluate import evaluate_tasks
 from selfgym.loopconfig import RunConfig
 from selfgym.rollout import RolloutConfig, run_rollouts
 from selfgym.store import Store
 from selfgym.types import Task
 
-__all__ = ["LoopResult", "train"]
+__all__ = ["LoopResult", "run_memory", "train"]
 
 
 @dataclass
@@ -68,6 +68,38 @@ def _task_for(source: Any, arm: Arm, rng: np.random.Generator, tries: int = 200)
         if task.family == arm.family:
             return task
     raise ConfigError(f"task source {source.name!r} gave no task of family {arm.family!r} in {tries} draws")
+
+
+def loop_run_id(store: Store) -> str:
+    """The gym-loop run of a store (the first run whose config is a ``RunConfig``)."""
+    for run_id in store.runs():
+        if "trainer" in (store.run(run_id) or {}).get("config", {}):
+            return run_id
+    raise ConfigError(f"{store.path} holds no gym-loop run")
+
+
+def run_memory(run_dir: str | Path, mode: str = "on", run_id: str | None = None) -> list[Any]:
+    """The memory a stored run's agent reads, for evaluating with it.
+
+    Args:
+        mode: ``on`` (the run's reflections and its current skill library), ``snapshot`` (the skill
+            library as pinned at the run's latest snapshot, no reflections) or ``snapshot:<id>``.
+
+    Raises:
+        ConfigError: an unknown mode, or a snapshot the run does not have.
+    """
+    from selfgym.agents.reflection import ReflectionConfig, ReflectionMemory
+    from selfgym.config import from_dict
+
+    if mode != "on" and not mode.startswith("snapshot"):
+        raise ConfigError(f"memory mode must be off, on, snapshot or snapshot:<id>, got {mode!r}")
+    store = Store(run_dir)
+    run_id = run_id or loop_run_id(store)
+    config = (store.run(run_id) or {})["config"]
+    memory: list[Any] = []
+    if mode == "on" and config.get("reflections", {}).get("enabled"):
+        memory.append(ReflectionMemory(store, from_dict(ReflectionConfig, config["reflections"]), run_id=run_id))
+    return memory
 
 
 class _Run:
@@ -100,6 +132,11 @@ class _Run:
         self.writer = ReflectionWriter(Reflector(self.policy, config.reflections), self.reflections) \
             if config.reflections.enabled else None
         self.trainer: Any = None
+
+    def stage(self, text: str) -> None:
+        """A line per finished stage where no progress bars show (logs, CI, pipes)."""
+        if not self.console.is_terminal:
+            self.console.print(f"  {text}", markup=False)
 
     # ------------------------------------------------------------------ stages
     def choose_tasks(self, iteration: int) -> list[tuple[Arm, Task]]:
@@ -144,8 +181,10 @@ class _Run:
             return {}  # trained before a crash; the checkpoint was loaded at start
         start = time.perf_counter()
         if self.trainer is None:
-            self.trainer = make_trainer(algorithm, self.policy.model, tokenizer=self.policy.tokenizer,
-                                        config=self.config.trainer.algorithm_config())
+            config = self.config.trainer.algorithm_config()
+            if algorithm == "grpo":  # log-probs at the temperature the rollouts were sampled at
+                config = replace(config, temperature=self.config.agent.sampling.temperature)
+            self.trainer = make_trainer(algorithm, self.policy.model, tokenizer=self.policy.tokenizer, config=config)
         result, info = train_from_store(
             self.trainer, self.store, run_id=self.run_id, iteration=iteration, run_dir=self.run_dir,
             base_model=self.config.policy.model, parent_id=self.checkpoint_id,
@@ -168,16 +207,20 @@ class _Run:
         start = time.perf_counter()
         tasks = list(self.source.tasks(ev.split, limit=ev.n_tasks))
         agent = self.agent if ev.memory else self.agent.with_memory([])
-        result = run_rollouts(
-            lambda: selfgym.make(self.config.env.id, **self.config.env.kwargs), agent, tasks,
-            RolloutConfig(group_size=ev.k, max_concurrent=self.config.rollout.max_concurrent,
-                          seed=10_000_000 + iteration, progress=self.console.is_terminal),
-            run_id=f"{self.run_id}/eval", iteration=iteration, policy_id=self.policy_id)
-        scores = summarise(result.trajectories, {t.id: t for t in tasks}, ev.k)
+        if ev.temperature is not None:
+            agent = agent.with_config(sampling=replace(agent.config.sampling, temperature=ev.temperature))
+        scores, result = evaluate_tasks(
+            lambda: selfgym.make(self.config.env.id, **self.config.env.kwargs), agent, tasks, k=ev.k,
+            seed=10_000_000 + iteration, max_concurrent=self.config.rollout.max_concurrent,
+            progress=self.console.is_terminal, run_id=f"{self.run_id}/eval", iteration=iteration,
+            policy_id=self.policy_id)
         self.store.add_eval(run_id=self.run_id, env_id=self.config.env.id, split=ev.split, metrics=scores.to_dict(),
                             checkpoint_id=self.checkpoint_id, iteration=iteration)
-        self.store.log_metrics(self.run_id, iteration, {"time/eval_s": time.perf_counter() - start,
+        seconds = time.perf_counter() - start
+        self.store.log_metrics(self.run_id, iteration, {"time/eval_s": seconds,
                                                         "tokens/eval": float(result.generated_tokens)})
+        self.stage(f"held-out eval: {scores.n_tasks} tasks x {ev.k}, success {scores.success_rate:.3f} "
+                   f"[{scores.ci95[0]:.3f}, {scores.ci95[1]:.3f}], {seconds:.1f}s")
         return scores.success_rate
 
     def iteration(self, it: int) -> dict[str, float]:
@@ -190,7 +233,12 @@ class _Run:
         metrics["train/success"] = sum(t.success for t in trajs) / len(trajs) if trajs else 0.0
         metrics["train/episodes"] = float(len(trajs))
         metrics["reflections/total"] = float(len(self.store.memory("reflection")))
+        self.stage(f"rollouts: {len(trajs)} episodes, {metrics['tokens/rollout']:.0f} tokens, "
+                   f"{metrics['time/rollout_s']:.1f}s; {metrics['reflections/total']:.0f} reflections stored")
         metrics.update(self.train_step(it))
+        if "time/train_s" in metrics:
+            self.stage(f"train ({self.config.trainer.algorithm}): {metrics['train/steps']:.0f} steps, "
+                       f"{metrics['time/train_s']:.1f}s")
         metrics.update({f"curriculum/p/{k}": v for k, v in self.curriculum.probabilities().items()})
         metrics["time/iteration_s"] = time.perf_counter() - start
         self.store.log_metrics(self.run_id, it, metrics)

@@ -87,10 +87,14 @@ class EvalSection:
     k: int = field(default=1, metadata={"help": "attempts per task (pass@k)"})
     split: Literal["heldout", "train", "generated"] = field(default="heldout", metadata={"help": "split scored"})
     memory: bool = field(default=True, metadata={"help": "the evaluated agent reads memory (reflections, skills)"})
+    temperature: float | None = field(
+        default=0.0, metadata={"help": "sampling temperature of the evaluated agent (0: greedy; unset: the agent's)"})
 
     def __post_init__(self) -> None:
         if self.every < 0 or self.n_tasks < 1 or self.k < 1:
             raise ConfigError("eval.every must be >= 0, eval.n_tasks and eval.k >= 1")
+        if self.k > 1 and self.temperature == 0:
+            raise ConfigError("eval.k > 1 with eval.temperature = 0 repeats one greedy answer; set a temperature > 0")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,3 +121,6 @@ class RunConfig:
             raise ConfigError(f"iterations must be >= 1, got {self.iterations}")
         if self.trainer.algorithm == "grpo" and self.rollout.group_size < 2:
             raise ConfigError("trainer.algorithm = 'grpo' needs rollout.group_size >= 2 (advantages are group-relative)")
+        if self.trainer.algorithm == "grpo" and self.agent.sampling.temperature <= 0:
+            raise ConfigError("trainer.algorithm = 'grpo' needs agent.sampling.temperature > 0 (the trainer takes "
+                              "log-probs at the rollouts' temperature; greedy rollouts carry no policy gradient)")

@@ -17,7 +17,7 @@ from typing import Any
 
 from selfgym.store import Store
 
-__all__ = ["PANELS", "write_report"]
+__all__ = ["PANELS", "figure_png", "write_report"]
 
 # (file stem, title, metric prefixes, y label)
 PANELS: list[tuple[str, str, tuple[str, ...], str]] = [
@@ -39,7 +39,7 @@ def _series(store: Store, run_id: str) -> dict[str, list[tuple[int, float]]]:
     return series
 
 
-def _figure_png(fig: Any) -> bytes:
+def figure_png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     return buf.getvalue()
@@ -123,13 +123,13 @@ def write_report(run_dir: str | Path, run_id: str | None = None, *, tensorboard:
     figures: list[tuple[str, str, bytes]] = []
     held = _heldout_plot(evals)
     if held is not None:
-        figures.append(("heldout", "Held-out success", _figure_png(held)))
+        figures.append(("heldout", "Held-out success", figure_png(held)))
         plt.close(held)
     for stem, title, prefixes, ylabel in PANELS:
         chosen = {k: v for k, v in series.items() if k.startswith(prefixes)}
         if chosen:
             fig = _panel_plot(title, ylabel, chosen)
-            figures.append((stem, title, _figure_png(fig)))
+            figures.append((stem, title, figure_png(fig)))
             plt.close(fig)
     for stem, _, png in figures:
         (out / f"{stem}.png").write_bytes(png)

@@ -43,6 +43,34 @@ def test_eval_reports_success_rate_and_pass_at_k(tmp_path):
     assert json.loads((tmp_path / "g.json").read_text())["success_rate"] == 1.0, good.stderr
 
 
+def test_eval_with_a_policy_reads_a_runs_memory_only_when_asked(tmp_path):
+    """--policy plays the LLM agent on a model dir; --memory on shows the run's reflections to it."""
+    from selfgym.agents.models import tiny_model_dir
+    from selfgym.agents.reflection import ReflectionMemory
+    from selfgym.config import to_dict
+    from selfgym.envs.guess import GuessTasks
+    from selfgym.loopconfig import RunConfig
+    from selfgym.store import Store
+
+    store = Store(tmp_path / "trained")
+    store.create_run("r", to_dict(RunConfig(name="r", env={"id": "selfgym/Guess-v0"}, reflections={"enabled": True})))
+    lesson = ReflectionMemory(store, run_id="r").add(next(iter(GuessTasks().tasks("train", limit=1))),
+                                                     "Halve the interval each turn.")
+    shown = {}
+    for memory in ("off", "on"):
+        args = ["eval", "selfgym/Guess-v0", "--policy", str(tiny_model_dir()), "-n", "2", "--memory", memory,
+                "--memory-run", str(tmp_path / "trained"), "--run-dir", str(tmp_path / memory)]
+        out = selfgym(*args)
+        assert out.returncode == 0, out.stderr
+        assert "selfgym/Guess-v0 · heldout · 2 tasks x 1: success" in out.stdout
+        trajs = Store(tmp_path / memory).trajectories()
+        assert len(trajs) == 2
+        shown[memory] = {i for t in trajs for i in t.memory.get("reflection", [])}
+    assert shown == {"off": set(), "on": {lesson.id}}
+    out = selfgym("eval", "selfgym/Guess-v0", "--agent", "scripted", "--memory", "on")
+    assert out.returncode == 2 and "needs an LLM agent" in out.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (["run", "selfgym/Nope-v0"], "no environment registered as 'selfgym/Nope-v0'"),
     (["run", "selfgym/Guess-v0", "--agent", "wizard"], "unknown agent 'wizard'"),

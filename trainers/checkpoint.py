@@ -91,7 +91,11 @@ def save_checkpoint(
     if kind == "lora":  # loaders (peft, selfgym.agents.models) find the base through this field
         for adapter in model.peft_config.values():
             adapter.base_model_name_or_path = base_model
-    model.save_pretrained(directory)
+    if kind == "lora":  # without target embeddings there is nothing to save (and no hub lookup for them)
+        tuned_embeddings = any("embed" in str(a.target_modules) for a in model.peft_config.values())
+        model.save_pretrained(directory, save_embedding_layers=tuned_embeddings)
+    else:
+        model.save_pretrained(directory)
     if tokenizer is not None:
         tokenizer.save_pretrained(directory)
     info = CheckpointInfo(

@@ -79,7 +79,8 @@ class GRPOConfig:
     kl_coef: float = field(default=0.0, metadata={"help": "weight of the k3 KL to the reference policy"})
     temperature: float = field(
         default=1.0, metadata={"help": "sampling temperature of the rollouts: log-probs are taken of the same "
-                                       "tempered distribution, so stored behaviour logprobs compare like with like"})
+                                       "tempered distribution, so stored behaviour logprobs compare like with like "
+                                       "(selfgym train sets it to agent.sampling.temperature)"})
     min_group_size: int = field(default=2, metadata={"help": "tasks with fewer attempts are left out"})
     skip_zero_advantage: bool = field(
         default=True, metadata={"help": "leave out rows whose advantages are all 0 (no training signal)"})
