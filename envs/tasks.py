@@ -5,6 +5,8 @@
 * ``ListTaskSource`` holds a fixed set (HumanEval, a JSONL file, tasks from the store).
 * ``ProceduralTaskSource`` makes a task from ``(seed, difficulty)``. Seeds at or above
   ``HELDOUT_SEED_BASE`` are the held-out split, so train and held-out never share a task.
+
+``MixedTaskSource`` serves several families (sources) as one.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from selfgym.types import SPLITS, Split, Task
 __all__ = [
     "HELDOUT_SEED_BASE",
     "ListTaskSource",
+    "MixedTaskSource",
     "ProceduralTaskSource",
     "TaskSource",
     "load_jsonl_tasks",
@@ -85,6 +88,47 @@ class ListTaskSource:
 
     def get(self, task_id: str) -> Task:
         return self._tasks[task_id]
+
+
+class MixedTaskSource:
+    """Several families as one task source: ``sample`` picks a family uniformly, then a task from it;
+    ``tasks`` interleaves the families' own lists (one of each in turn, finite ones dropping out), so
+    a split's order is fixed. Task ids start with the family name (``family/...``)."""
+
+    def __init__(self, families: Sequence[Any], *, name: str = "mixed") -> None:
+        if not families:
+            raise ConfigError(f"{type(self).__name__} needs at least one family")
+        self.name = name
+        self.families = list(families)
+        self._by_name = {f.family: f for f in self.families}
+
+    def family_of(self, task: Task) -> Any | None:
+        """The family (source) of ``task``, or None if it is none of these."""
+        return self._by_name.get(task.family)
+
+    def sample(self, rng: np.random.Generator, *, split: Split = "train", difficulty: float | None = None) -> Task:
+        family = self.families[int(rng.integers(len(self.families)))]
+        return family.sample(rng, split=split, difficulty=difficulty)
+
+    def tasks(self, split: Split, *, limit: int | None = None) -> Iterator[Task]:
+        streams = [f.tasks(split) for f in self.families]
+        count = 0
+        while streams and (limit is None or count < limit):
+            for stream in list(streams):
+                if limit is not None and count >= limit:
+                    return
+                task = next(stream, None)
+                if task is None:
+                    streams.remove(stream)
+                    continue
+                count += 1
+                yield task
+
+    def get(self, task_id: str) -> Task:
+        family = self._by_name.get(task_id.split("/", 1)[0])
+        if family is None:
+            raise KeyError(task_id)
+        return family.get(task_id)
 
 
 class ProceduralTaskSource(ABC):

@@ -16,7 +16,7 @@ import re
 import shutil
 import tempfile
 from abc import abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from selfgym.errors import ConfigError
-from selfgym.types import Split, Task
+from selfgym.types import Task
 
-from ..tasks import ProceduralTaskSource
+from ..tasks import MixedTaskSource, ProceduralTaskSource
 from .schema import Tool
 
 if TYPE_CHECKING:
@@ -167,29 +167,4 @@ def mentions(answer: str, expected: str) -> bool:
     return re.search(pattern, " ".join(answer.casefold().split())) is not None
 
 
-class MixedTasks:
-    """Several tool families as one task source: ``sample`` picks a family, ``tasks`` alternates."""
-
-    def __init__(self, families: Sequence[ProceduralTaskSource], *, name: str = "tools") -> None:
-        if not families:
-            raise ConfigError("MixedTasks needs at least one family")
-        self.name = name
-        self.families = list(families)
-        self._by_name = {f.family: f for f in self.families}
-
-    def sample(self, rng: np.random.Generator, *, split: Split = "train", difficulty: float | None = None) -> Task:
-        chosen = self.families[int(rng.integers(len(self.families)))]
-        return chosen.sample(rng, split=split, difficulty=difficulty)
-
-    def tasks(self, split: Split, *, limit: int | None = None) -> Iterator[Task]:
-        streams = [f.tasks(split) for f in self.families]
-        index = 0
-        while limit is None or index < limit:
-            yield next(streams[index % len(streams)])
-            index += 1
-
-    def get(self, task_id: str) -> Task:
-        family = self._by_name.get(task_id.split("/", 1)[0])
-        if family is None:
-            raise KeyError(task_id)
-        return family.get(task_id)
+MixedTasks = MixedTaskSource  # the tool families as one source

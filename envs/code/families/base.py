@@ -19,15 +19,13 @@ from __future__ import annotations
 import copy
 import inspect
 import textwrap
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from selfgym.envs.tasks import ProceduralTaskSource
-from selfgym.errors import ConfigError
-from selfgym.types import Split, Task
+from selfgym.envs.tasks import MixedTaskSource, ProceduralTaskSource
 
 __all__ = ["CodeFamily", "Inputs", "MixedCodeTasks", "Variant", "prompt_for"]
 
@@ -170,32 +168,4 @@ class CodeFamily(ProceduralTaskSource):
         return prompt_for(variant, cases[:N_EXAMPLES]), payload
 
 
-@dataclass
-class MixedCodeTasks:
-    """Several families as one task source: ``sample`` picks a family, then a task from it."""
-
-    families: list[CodeFamily] = field(default_factory=list)
-    name: str = "code"
-
-    def __post_init__(self) -> None:
-        if not self.families:
-            raise ConfigError("MixedCodeTasks needs at least one family")
-        self._by_name = {family.family: family for family in self.families}
-
-    def sample(self, rng: np.random.Generator, *, split: Split = "train", difficulty: float | None = None) -> Task:
-        family = self.families[int(rng.integers(len(self.families)))]
-        return family.sample(rng, split=split, difficulty=difficulty)
-
-    def tasks(self, split: Split, *, limit: int | None = None) -> Iterator[Task]:
-        """Round-robin over the families' own task lists."""
-        streams = [family.tasks(split) for family in self.families]
-        count = 0
-        while limit is None or count < limit:
-            yield next(streams[count % len(streams)])
-            count += 1
-
-    def get(self, task_id: str) -> Task:
-        family = self._by_name.get(task_id.split("/", 1)[0])
-        if family is None:
-            raise KeyError(task_id)
-        return family.get(task_id)
+MixedCodeTasks = MixedTaskSource  # the code families as one source

@@ -12,15 +12,11 @@ The env owns the browser; a family owns the meaning of its tasks (as in BrowserG
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from selfgym.envs.tasks import ProceduralTaskSource
-from selfgym.errors import ConfigError
-from selfgym.types import Split, Task
+from selfgym.envs.tasks import MixedTaskSource, ProceduralTaskSource
+from selfgym.types import Task
 
 from ..actions import WebAction
 from ..axtree import AXNode, AXTree
@@ -124,44 +120,7 @@ class SiteTasks(ProceduralTaskSource, WebTaskFamily):
         return EpisodeStart(path=f"/{self.site}/", data=task.payload["site"])
 
 
-class MixedTasks:
-    """Several families as one task source: ``sample`` picks a family uniformly, then a task from it."""
-
-    def __init__(self, families: Sequence[WebTaskFamily], *, name: str = "web") -> None:
-        if not families:
-            raise ConfigError("MixedTasks needs at least one family")
-        self.name = name
-        self.families = list(families)
-        self._by_name = {f.family: f for f in self.families}
-
-    def family_of(self, task: Task) -> WebTaskFamily | None:
-        """The family of ``task``, or None if it is none of these."""
-        return self._by_name.get(task.family)
-
-    def sample(self, rng: np.random.Generator, *, split: Split = "train", difficulty: float | None = None) -> Task:
-        family = self.families[int(rng.integers(len(self.families)))]
-        return family.sample(rng, split=split, difficulty=difficulty)  # type: ignore[attr-defined]
-
-    def tasks(self, split: Split, *, limit: int | None = None) -> Iterator[Task]:
-        """The families' tasks interleaved (one of each in turn)."""
-        streams = [f.tasks(split) for f in self.families]  # type: ignore[attr-defined]
-        count = 0
-        while streams and (limit is None or count < limit):
-            for stream in list(streams):
-                if limit is not None and count >= limit:
-                    return
-                task = next(stream, None)
-                if task is None:
-                    streams.remove(stream)
-                    continue
-                count += 1
-                yield task
-
-    def get(self, task_id: str) -> Task:
-        family = self._by_name.get(task_id.split("/", 1)[0])
-        if family is None:
-            raise KeyError(task_id)
-        return family.get(task_id)  # type: ignore[attr-defined]
+MixedTasks = MixedTaskSource  # the web families as one source
 
 
 # ----------------------------------------------------------------- helpers for oracles
