@@ -34,7 +34,7 @@ from selfgym.types import Trajectory
 from .base import TrainResult
 from .config import TrainConfig
 from .data import TokenRow, trajectory_rows
-from .model import activation_checkpointing, check_vocabulary, prepare_policy, use_bf16
+from .model import activation_checkpointing, check_vocabulary, prepare_policy, trl_arguments
 
 __all__ = ["DPOConfig", "DPOTrainer", "pair_example", "preference_pairs"]
 
@@ -160,17 +160,8 @@ class DPOTrainer:
                           "data/left_out_split": float(split)}
 
     def _dpo_args(self, output_dir: str) -> trl.DPOConfig:
-        train = self.config.train
-        return trl.DPOConfig(
-            output_dir=output_dir, beta=self.config.beta, loss_type=[self.config.loss_type],
-            num_train_epochs=train.epochs, learning_rate=train.learning_rate,
-            per_device_train_batch_size=train.micro_batch_size, gradient_accumulation_steps=train.accumulation_steps,
-            lr_scheduler_type="constant", max_grad_norm=train.max_grad_norm, weight_decay=train.weight_decay,
-            seed=train.seed, max_length=train.max_length, gradient_checkpointing=train.activation_checkpointing,
-            logging_steps=1, save_strategy="no", report_to="none",
-            disable_tqdm=True, bf16=use_bf16(train.precision), use_cpu=not torch.cuda.is_available(),
-            dataloader_num_workers=0,
-        )
+        return trl.DPOConfig(**trl_arguments(self.config.train, output_dir), beta=self.config.beta,
+                             loss_type=[self.config.loss_type], max_length=self.config.train.max_length)
 
     def train(self, trajectories: list[Trajectory]) -> TrainResult:
         """Run DPO on the preference pairs found in ``trajectories`` (``epochs`` passes)."""

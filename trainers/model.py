@@ -18,7 +18,7 @@ from trl.trainer.utils import add_fused_lm_head
 
 from selfgym.errors import ConfigError
 
-from .config import LoraSettings, Precision
+from .config import LoraSettings, Precision, TrainConfig
 from .data import Batch
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "prepare_policy",
     "reference_logprobs",
     "token_logprobs",
+    "trl_arguments",
     "use_bf16",
 ]
 
@@ -40,6 +41,19 @@ def use_bf16(precision: Precision) -> bool:
     if precision == "bf16":
         return True
     return precision == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def trl_arguments(train: TrainConfig, output_dir: str) -> dict[str, Any]:
+    """The ``TrainingArguments`` every TRL trainer here shares: our optimisation settings, no saving,
+    no reporting, no progress bars, CPU when there is no CUDA."""
+    return dict(
+        output_dir=output_dir, num_train_epochs=train.epochs, learning_rate=train.learning_rate,
+        per_device_train_batch_size=train.micro_batch_size, gradient_accumulation_steps=train.accumulation_steps,
+        lr_scheduler_type="constant", max_grad_norm=train.max_grad_norm, weight_decay=train.weight_decay,
+        seed=train.seed, gradient_checkpointing=train.activation_checkpointing, logging_steps=1,
+        save_strategy="no", report_to="none", disable_tqdm=True, bf16=use_bf16(train.precision),
+        use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
+    )
 
 
 def make_accelerator(precision: Precision) -> Accelerator:

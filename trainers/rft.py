@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import datasets
-import torch
 import trl
 from transformers.trainer_callback import PrinterCallback
 
@@ -26,7 +25,7 @@ from selfgym.types import Trajectory
 from .base import TrainResult
 from .config import TrainConfig
 from .data import TokenRow, sft_labels, trajectory_rows
-from .model import activation_checkpointing, check_vocabulary, prepare_policy, use_bf16
+from .model import activation_checkpointing, check_vocabulary, prepare_policy, trl_arguments
 
 __all__ = ["RFTConfig", "RFTTrainer", "select_successes"]
 
@@ -98,16 +97,7 @@ class RFTTrainer:
         self.model = prepare_policy(model, self.config.train.lora)
 
     def _sft_args(self, output_dir: str) -> trl.SFTConfig:
-        train = self.config.train
-        return trl.SFTConfig(
-            output_dir=output_dir, num_train_epochs=train.epochs, learning_rate=train.learning_rate,
-            per_device_train_batch_size=train.micro_batch_size,
-            gradient_accumulation_steps=train.accumulation_steps, lr_scheduler_type="constant",
-            max_grad_norm=train.max_grad_norm, weight_decay=train.weight_decay, seed=train.seed,
-            max_length=None, gradient_checkpointing=train.activation_checkpointing, logging_steps=1,
-            save_strategy="no", report_to="none", disable_tqdm=True, bf16=use_bf16(train.precision),
-            use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
-        )
+        return trl.SFTConfig(**trl_arguments(self.config.train, output_dir), max_length=None)
 
     def train(self, trajectories: list[Trajectory]) -> TrainResult:
         """Fine-tune on the successes among ``trajectories`` (``epochs`` passes)."""
