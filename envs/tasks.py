@@ -30,6 +30,7 @@ __all__ = [
     "ProceduralTaskSource",
     "TaskSource",
     "load_jsonl_tasks",
+    "read_jsonl",
 ]
 
 HELDOUT_SEED_BASE = 1_000_000_000
@@ -200,6 +201,22 @@ def _split_of(seed: int) -> Split:
 _TASK_KEYS = {"id", "family", "prompt", "split", "payload", "difficulty", "source", "parent_id"}
 
 
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """``(line number, record)`` for each non-blank line of a JSONL file.
+
+    Raises:
+        ValueError: a line is not valid JSON (the message names the file and line).
+    """
+    path = Path(path)
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if line.strip():
+                try:
+                    yield lineno, json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+
+
 def load_jsonl_tasks(
     path: str | Path, *, name: str | None = None, family: str | None = None, split: Split | None = None
 ) -> ListTaskSource:
@@ -211,23 +228,16 @@ def load_jsonl_tasks(
     """
     path = Path(path)
     tasks = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(record, dict) or "prompt" not in record:
-                raise ValueError(f"{path}:{lineno}: each line must be a JSON object with a 'prompt'")
-            fields = {k: v for k, v in record.items() if k in _TASK_KEYS}
-            extra = {k: v for k, v in record.items() if k not in _TASK_KEYS}
-            fields["payload"] = {**fields.get("payload", {}), **extra}
-            fields.setdefault("id", f"{path.stem}/{lineno}")
-            fields["family"] = family or fields.get("family") or path.stem
-            if split is not None:
-                fields["split"] = split
-            fields.setdefault("source", f"jsonl:{path.name}")
-            tasks.append(Task(**fields))
+    for lineno, record in read_jsonl(path):
+        if not isinstance(record, dict) or "prompt" not in record:
+            raise ValueError(f"{path}:{lineno}: each line must be a JSON object with a 'prompt'")
+        fields = {k: v for k, v in record.items() if k in _TASK_KEYS}
+        extra = {k: v for k, v in record.items() if k not in _TASK_KEYS}
+        fields["payload"] = {**fields.get("payload", {}), **extra}
+        fields.setdefault("id", f"{path.stem}/{lineno}")
+        fields["family"] = family or fields.get("family") or path.stem
+        if split is not None:
+            fields["split"] = split
+        fields.setdefault("source", f"jsonl:{path.name}")
+        tasks.append(Task(**fields))
     return ListTaskSource(tasks, name=name or path.stem)

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from selfgym.envs.tasks import ListTaskSource, load_jsonl_tasks
+from selfgym.envs.tasks import ListTaskSource, load_jsonl_tasks, read_jsonl
 from selfgym.types import SPLITS, Split, Task
 
 from .verifier import test_kind
@@ -68,18 +68,10 @@ def humaneval_tasks(*, split: Split = "heldout", path: str | Path | None = None,
 
 
 def _read_records(path: Path) -> list[dict[str, Any]]:
-    text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
-        data = json.loads(text)
+        data = json.loads(path.read_text(encoding="utf-8"))
         return data if isinstance(data, list) else list(data.values())
-    records = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-    return records
+    return [record for _, record in read_jsonl(path)]
 
 
 def _called_function(test: str) -> str | None:

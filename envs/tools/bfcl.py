@@ -23,7 +23,7 @@ from selfgym.errors import ConfigError
 from selfgym.types import Split, Task
 
 from ..base import LLMEnv, StepResult
-from ..tasks import ListTaskSource, TaskSource
+from ..tasks import ListTaskSource, TaskSource, read_jsonl
 from .bfcl_ast import ast_check
 from .calls import FinalAnswer, ToolCall, answer_text, parse_tool_action
 
@@ -45,15 +45,7 @@ def bfcl_category(record_id: str) -> str:
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    records = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-    return records
+    return [record for _, record in read_jsonl(path)]
 
 
 def _installed_files(category: str) -> tuple[Path, Path]:
