@@ -18,6 +18,7 @@ is loaded instead of training again, a stored evaluation is not repeated.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections import Counter
@@ -68,6 +69,19 @@ def _task_for(source: Any, arm: Arm, rng: np.random.Generator, tries: int = 200)
         if task.family == arm.family:
             return task
     raise ConfigError(f"task source {source.name!r} gave no task of family {arm.family!r} in {tries} draws")
+
+
+def _eval_tasks(source: Any, split: str, n: int, families: list[str]) -> list[Task]:
+    """The first ``n`` tasks of ``split`` in the source's fixed order, of the trained families only."""
+    if not families:
+        return list(source.tasks(split, limit=n))
+    chosen: list[Task] = []
+    for scanned, task in enumerate(source.tasks(split)):
+        if task.family in families:
+            chosen.append(task)
+        if len(chosen) == n or scanned > 1000 * n:
+            break
+    return chosen
 
 
 def loop_run_id(store: Store) -> str:
@@ -132,6 +146,10 @@ class _Run:
         self.writer = ReflectionWriter(Reflector(self.policy, config.reflections), self.reflections) \
             if config.reflections.enabled else None
         self.trainer: Any = None
+
+    def busy(self, text: str) -> Any:
+        """A spinner while a stage without its own progress bar runs (terminals only)."""
+        return self.console.status(text) if self.console.is_terminal else contextlib.nullcontext()
 
     def stage(self, text: str) -> None:
         """A line per finished stage where no progress bars show (logs, CI, pipes)."""
@@ -205,7 +223,7 @@ class _Run:
             return next(e["metrics"]["success_rate"] for e in self.store.evals(self.run_id)
                         if e["iteration"] == iteration)
         start = time.perf_counter()
-        tasks = list(self.source.tasks(ev.split, limit=ev.n_tasks))
+        tasks = _eval_tasks(self.source, ev.split, ev.n_tasks, self.config.env.families)
         agent = self.agent if ev.memory else self.agent.with_memory([])
         if ev.temperature is not None:
             agent = agent.with_config(sampling=replace(agent.config.sampling, temperature=ev.temperature))
@@ -235,7 +253,8 @@ class _Run:
         metrics["reflections/total"] = float(len(self.store.memory("reflection")))
         self.stage(f"rollouts: {len(trajs)} episodes, {metrics['tokens/rollout']:.0f} tokens, "
                    f"{metrics['time/rollout_s']:.1f}s; {metrics['reflections/total']:.0f} reflections stored")
-        metrics.update(self.train_step(it))
+        with self.busy(f"training ({self.config.trainer.algorithm})"):
+            metrics.update(self.train_step(it))
         if "time/train_s" in metrics:
             self.stage(f"train ({self.config.trainer.algorithm}): {metrics['train/steps']:.0f} steps, "
                        f"{metrics['time/train_s']:.1f}s")

@@ -83,7 +83,8 @@ class EvalSection:
 
     every: int = field(default=1, metadata={"help": "evaluate after every N iterations (0: only before and after)"})
     before: bool = field(default=True, metadata={"help": "evaluate the starting policy (iteration 0)"})
-    n_tasks: int = field(default=20, metadata={"help": "held-out tasks (the source's fixed order)"})
+    n_tasks: int = field(
+        default=20, metadata={"help": "held-out tasks (the source's fixed order; of env.families when it is set)"})
     k: int = field(default=1, metadata={"help": "attempts per task (pass@k)"})
     split: Literal["heldout", "train", "generated"] = field(default="heldout", metadata={"help": "split scored"})
     memory: bool = field(default=True, metadata={"help": "the evaluated agent reads memory (reflections, skills)"})
