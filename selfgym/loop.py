@@ -71,16 +71,20 @@ def _task_for(source: Any, arm: Arm, rng: np.random.Generator, tries: int = 200)
     raise ConfigError(f"task source {source.name!r} gave no task of family {arm.family!r} in {tries} draws")
 
 
-def _eval_tasks(source: Any, split: str, n: int, families: list[str]) -> list[Task]:
-    """The first ``n`` tasks of ``split`` in the source's fixed order, of the trained families only."""
-    if not families:
+def _eval_tasks(source: Any, split: str, n: int, families: list[str], difficulties: list[float]) -> list[Task]:
+    """The first ``n`` tasks of ``split`` in the source's fixed order, of the given families and
+    difficulties (empty: any)."""
+    if not families and not difficulties:
         return list(source.tasks(split, limit=n))
     chosen: list[Task] = []
     for scanned, task in enumerate(source.tasks(split)):
-        if task.family in families:
+        if (not families or task.family in families) and (
+                not difficulties or any(abs(task.difficulty - d) < 1e-6 for d in difficulties)):
             chosen.append(task)
         if len(chosen) == n or scanned > 1000 * n:
             break
+    if not chosen:
+        raise ConfigError(f"the {split} split has no task of families {families} at difficulties {difficulties}")
     return chosen
 
 
@@ -223,7 +227,7 @@ class _Run:
             return next(e["metrics"]["success_rate"] for e in self.store.evals(self.run_id)
                         if e["iteration"] == iteration)
         start = time.perf_counter()
-        tasks = _eval_tasks(self.source, ev.split, ev.n_tasks, self.config.env.families)
+        tasks = _eval_tasks(self.source, ev.split, ev.n_tasks, self.config.env.families, ev.difficulties)
         agent = self.agent if ev.memory else self.agent.with_memory([])
         if ev.temperature is not None:
             agent = agent.with_config(sampling=replace(agent.config.sampling, temperature=ev.temperature))

@@ -86,6 +86,8 @@ class EvalSection:
     n_tasks: int = field(
         default=20, metadata={"help": "held-out tasks (the source's fixed order; of env.families when it is set)"})
     k: int = field(default=1, metadata={"help": "attempts per task (pass@k)"})
+    difficulties: list[float] = field(
+        default_factory=list, metadata={"help": "only held-out tasks at these difficulty levels (empty: all levels)"})
     split: Literal["heldout", "train", "generated"] = field(default="heldout", metadata={"help": "split scored"})
     memory: bool = field(default=True, metadata={"help": "the evaluated agent reads memory (reflections, skills)"})
     temperature: float | None = field(
