@@ -20,6 +20,15 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="selfgym: environments and a training loop for self-improving LLM agents.")
 console = Console(highlight=False, soft_wrap=True)
 
+
+def _mount_skills() -> None:
+    from selfgym.skills.cli import skills_app
+
+    app.add_typer(skills_app, name="skills")
+
+
+_mount_skills()
+
 AgentOpt = Annotated[str, typer.Option("--agent", "-a", help="scripted | random | llm (embedded model)")]
 RunDirOpt = Annotated[Path | None, typer.Option("--run-dir", help="store trajectories in this run directory")]
 

@@ -60,6 +60,7 @@ def run_episode(
                 turn.info["env_action"] = action
             if extract_error:
                 turn.info["extract_error"] = extract_error
+            turn.info.update(info.get("turn_info") or {})  # what the env asks to keep on the turn
             traj.turns.append(turn)
             traj.total_reward += float(reward)
             observation = next_obs

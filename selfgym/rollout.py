@@ -205,6 +205,7 @@ class _Engine:
                 turn.info["env_action"] = action
             if extract_error:
                 turn.info["extract_error"] = extract_error
+            turn.info.update(info.get("turn_info") or {})  # what the env asks to keep on the turn
             episode.traj.turns.append(turn)
             episode.traj.total_reward += float(reward)
             episode.observation, episode.info = observation, info

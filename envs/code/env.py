@@ -130,6 +130,8 @@ class CodeEnv(LLMEnv):
         self.attempts = 0
         self.last_code: str | None = None
         self.last_verdict: Verdict | None = None
+        # modules placed next to the agent's code in every run (e.g. ``skills.py`` from a skill library)
+        self.extra_files: dict[str, str] = {}
 
     # ----------------------------------------------------------------- resources
     @property
@@ -191,12 +193,14 @@ class CodeEnv(LLMEnv):
     def env_response(self, action: _Action) -> StepResult:
         assert self.task is not None
         if action.kind == "run":
-            files = {"solution.py": self.last_code} if self.last_code else None
-            result = self.sandbox.exec(action.code, stdin=action.stdin, files=files, timeout_s=self.config.run_timeout_s)
+            files = {**self.extra_files, **({"solution.py": self.last_code} if self.last_code else {})}
+            result = self.sandbox.exec(action.code, stdin=action.stdin, files=files or None,
+                                       timeout_s=self.config.run_timeout_s)
             return StepResult(observation=_describe_run(result), info={"tool": RUN_TOOL, "attempt": self.attempts})
         self.attempts += 1
         self.last_code = action.code
-        verdict = self.last_verdict = verify(self.sandbox, action.code, self.task.payload, self.config.verifier)
+        verdict = self.last_verdict = verify(self.sandbox, action.code, self.task.payload, self.config.verifier,
+                                             files=self.extra_files)
         info = {"attempt": self.attempts, "tests_passed": verdict.n_passed, "tests_total": verdict.n_tests,
                 "problem": verdict.problem_kind}
         if verdict.passed:

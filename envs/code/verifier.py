@@ -109,12 +109,14 @@ def test_kind(payload: dict[str, Any]) -> TestKind:
     raise ValueError(f"unrecognised test format: {first!r:.200}")
 
 
-def verify(sandbox: Sandbox, code: str, payload: dict[str, Any], config: VerifierConfig | None = None) -> Verdict:
-    """Run ``code`` against the tests in ``payload`` inside ``sandbox``."""
+def verify(sandbox: Sandbox, code: str, payload: dict[str, Any], config: VerifierConfig | None = None, *,
+           files: dict[str, str] | None = None) -> Verdict:
+    """Run ``code`` against the tests in ``payload`` inside ``sandbox``; ``files`` are extra modules
+    placed next to it (e.g. ``skills.py``, importable by the code)."""
     config = config or VerifierConfig()
     kind = test_kind(payload)
     if kind == "stdio":
-        return _verify_stdio(sandbox, code, payload, config)
+        return _verify_stdio(sandbox, code, payload, config, files)
     n_tests = 1 if kind == "check" else len(payload["tests"])
     total = min(config.total_timeout_s, config.test_timeout_s * (n_tests + 1) + 1.0)
     spec = {
@@ -124,7 +126,7 @@ def verify(sandbox: Sandbox, code: str, payload: dict[str, Any], config: Verifie
         "load_timeout_s": config.test_timeout_s, "check_timeout_s": max(total - config.test_timeout_s - 0.5, 1.0),
     }
     nonce = secrets.token_hex(8)
-    files = {"solution.py": code, "spec.json": json.dumps(spec)}
+    files = {**(files or {}), "solution.py": code, "spec.json": json.dumps(spec)}
     if HARNESS_MODULE not in getattr(sandbox, "preloaded", ()):
         files[f"{HARNESS_MODULE}.py"] = harness_source()
     result = sandbox.exec(_RUN_HARNESS, stdin=nonce + "\n", files=files, timeout_s=total, memory_mb=config.memory_mb)
@@ -182,7 +184,8 @@ def _normalise_output(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.strip().splitlines())
 
 
-def _verify_stdio(sandbox: Sandbox, code: str, payload: dict[str, Any], config: VerifierConfig) -> Verdict:
+def _verify_stdio(sandbox: Sandbox, code: str, payload: dict[str, Any], config: VerifierConfig,
+                  files: dict[str, str] | None = None) -> Verdict:
     """Whole programs: one sandboxed run per test, stdout compared line by line (trailing spaces ignored)."""
     program = "\n".join(part for part in (payload.get("preamble", ""), code) if part)
     outcomes, last = [], None
@@ -191,7 +194,8 @@ def _verify_stdio(sandbox: Sandbox, code: str, payload: dict[str, Any], config: 
         if outcomes and outcomes[-1].timed_out:  # one timeout is enough: skip the rest
             outcomes.append(TestOutcome(passed=False, label=label, error="not run after a timeout"))
             continue
-        last = sandbox.exec(program, stdin=test["input"], timeout_s=config.test_timeout_s, memory_mb=config.memory_mb)
+        last = sandbox.exec(program, stdin=test["input"], files=files, timeout_s=config.test_timeout_s,
+                            memory_mb=config.memory_mb)
         got, expected = _normalise_output(last.stdout), _normalise_output(test["output"])
         error = None
         if last.oom:
