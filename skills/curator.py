@@ -27,7 +27,10 @@ from .extract import Candidate, CandidateError, extraction_prompt, parse_candida
 from .library import Skill, SkillLibrary, SkillsConfig, tokens
 from .verify import code_sandbox, verify_candidate
 
-__all__ = ["SkillCurator", "final_code", "skills_used"]
+__all__ = ["EXTRACTION_COUNTS", "SkillCurator", "final_code", "skills_used"]
+
+EXTRACTION_COUNTS = ("proposed", "added", "merged", "rejected", "rejected_unparseable", "rejected_own_tests",
+                     "rejected_task_tests")
 
 
 def final_code(traj: Trajectory) -> str | None:
@@ -146,17 +149,21 @@ class SkillCurator:
                 break
         counts = Counter(proposed=len(chosen))
         if not chosen:
-            return {f"skills/{k}": 0.0 for k in ("proposed", "added", "merged", "rejected")}
+            return {f"skills/{k}": 0.0 for k in EXTRACTION_COUNTS}
         prompts = [extraction_prompt(tasks_by_id[tid], code, existing=names) for tid, (_, code) in chosen.items()]
         completions = self.policy.generate(prompts, self.config.sampling)
         for (task_id, (traj, code)), completion in zip(chosen.items(), completions, strict=True):
             outcome = self._consider(completion.text, tasks_by_id[task_id], traj, code)
             counts[outcome] += 1
-        return {f"skills/{k}": float(counts[k]) for k in ("proposed", "added", "merged", "rejected")}
+        for _, reason in self.rejections:
+            counts["rejected_" + ("unparseable" if reason.startswith("unparseable") else
+                                  "own_tests" if reason.startswith("its own tests") else "task_tests")] += 1
+        return {f"skills/{k}": float(counts[k]) for k in EXTRACTION_COUNTS}
 
     def _consider(self, answer: str, task: Task, traj: Trajectory, solution: str) -> str:
         try:
-            candidate = parse_candidate(answer)
+            first_line = next((line.strip() for line in task.prompt.splitlines() if line.strip()), "")
+            candidate = parse_candidate(answer, fallback_description=first_line[:200])
         except CandidateError as exc:
             self.rejections.append((task.id, f"unparseable: {exc}"))
             return "rejected"

@@ -24,14 +24,7 @@ MAX_CODE_CHARS = 4000
 SYSTEM = ("You turn solved programming tasks into reusable helper functions for a library. You answer with "
           "exactly two ```python code blocks: the function, then its tests.")
 
-EXAMPLE = '''Task: Write `count_vowels(s)` that returns the number of vowels in s.
-Solution:
-```python
-def count_vowels(s):
-    return sum(1 for c in s.lower() if c in "aeiou")
-```
-Answer:
-```python
+EXAMPLE_ANSWER = '''```python
 def count_chars_in(text, chars):
     """Count how many characters of text are in chars (case-insensitive)."""
     chars = chars.lower()
@@ -58,28 +51,36 @@ class Candidate:
     tests: str
 
 
-def extraction_prompt(task: Task, solution: str, *, existing: list[str] | None = None) -> list[dict[str, str]]:
-    """The chat for one successful episode: an example, the task, the code that passed."""
-    taken = f"\nNames already in the library (pick another name): {', '.join(existing)}." if existing else ""
-    user = (f"Example:\n{EXAMPLE}\n\nNow do the same.\nTask: {task.prompt.strip()[:1500]}\nSolution:\n"
-            f"```python\n{solution.strip()[:MAX_CODE_CHARS]}\n```\n"
+EXAMPLE_TASK = Task(id="example/vowels", family="example",
+                    prompt="Write `count_vowels(s)` that returns the number of vowels in s.")
+EXAMPLE_SOLUTION = 'def count_vowels(s):\n    return sum(1 for c in s.lower() if c in "aeiou")\n'
+
+
+def _request(task: Task, solution: str, taken: str = "") -> str:
+    return (f"Task: {task.prompt.strip()[:1500]}\nSolution:\n```python\n{solution.strip()[:MAX_CODE_CHARS]}\n```\n"
             "Write ONE general helper function (with a docstring) that would make similar tasks easy, then 2-4 "
-            f"assert lines that test it.{taken}\nAnswer:")
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+            f"assert lines that test it, in a second ```python block.{taken}")
+
+
+def extraction_prompt(task: Task, solution: str, *, existing: list[str] | None = None) -> list[dict[str, str]]:
+    """The chat for one successful episode: a worked example as an earlier turn, then the task and
+    the code that passed (small models follow a shown exchange better than a described format)."""
+    taken = f"\nNames already in the library (pick another name): {', '.join(existing)}." if existing else ""
+    return [{"role": "system", "content": SYSTEM},
+            {"role": "user", "content": _request(EXAMPLE_TASK, EXAMPLE_SOLUTION)},
+            {"role": "assistant", "content": EXAMPLE_ANSWER},
+            {"role": "user", "content": _request(task, solution, taken)}]
 
 
 def _split_blocks(text: str) -> tuple[str, str]:
+    """The first block with a function, and every ``assert`` line of the answer's blocks."""
     blocks = [b.strip() for b in _FENCE.findall(text)]
     if not blocks:
         raise CandidateError("no ```python code block")
-    if len(blocks) >= 2:
-        return blocks[0], blocks[1]
-    # one block holding both: the asserts are the tests
-    tree = _parse(blocks[0])
-    lines = blocks[0].splitlines()
-    tests = [ast.get_source_segment(blocks[0], n) or "" for n in tree.body if isinstance(n, ast.Assert)]
-    code = "\n".join(line for line in lines if not line.lstrip().startswith("assert "))
-    return code.strip(), "\n".join(tests)
+    code_block = next((b for b in blocks if re.search(r"^def ", b, re.MULTILINE)), blocks[0])
+    code = "\n".join(line for line in code_block.splitlines() if not line.lstrip().startswith("assert "))
+    tests = [line.strip() for b in blocks for line in b.splitlines() if line.lstrip().startswith("assert ")]
+    return code.strip(), "\n".join(dict.fromkeys(tests))
 
 
 def _parse(code: str) -> ast.Module:
@@ -89,8 +90,9 @@ def _parse(code: str) -> ast.Module:
         raise CandidateError(f"syntax error on line {exc.lineno}: {exc.msg}") from exc
 
 
-def parse_candidate(text: str) -> Candidate:
-    """The skill proposed in an extraction answer.
+def parse_candidate(text: str, *, fallback_description: str | None = None) -> Candidate:
+    """The skill proposed in an extraction answer. Without a docstring the description is
+    ``fallback_description`` (e.g. the first line of the task it came from), if given.
 
     Raises:
         CandidateError: the answer is not one documented function with tests that call it.
@@ -117,7 +119,7 @@ def parse_candidate(text: str) -> Candidate:
                for a in asserts for c in ast.walk(a)):
         raise CandidateError(f"the tests never call {fn.name}")
     doc = ast.get_docstring(fn) or ""
-    description = doc.strip().splitlines()[0] if doc.strip() else ""
+    description = doc.strip().splitlines()[0] if doc.strip() else (fallback_description or "").strip()
     if not description:
         raise CandidateError(f"{fn.name} has no docstring")
     signature = f"{fn.name}({ast.unparse(fn.args)})"

@@ -44,11 +44,22 @@ def test_bad_answers_are_rejected_with_the_reason(answer, reason):
 def test_the_prompt_shows_the_task_the_solution_the_format_and_taken_names():
     task = Task(id="t/1", family="t", prompt="Write `f(n)` returning n squared.")
     messages = extraction_prompt(task, "def f(n):\n    return n * n\n", existing=["clamp", "hyp"])
-    assert [m["role"] for m in messages] == ["system", "user"]
-    user = messages[1]["content"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    user = messages[-1]["content"]
     assert "Write `f(n)` returning n squared." in user and "return n * n" in user
-    assert "clamp, hyp" in user and user.rstrip().endswith("Answer:")
+    assert "clamp, hyp" in user and "second ```python block" in user
     assert "two ```python code blocks" in messages[0]["content"]
-    # the worked example in the prompt is itself a valid answer
-    example = user.split("Answer:\n", 1)[1].split("\n\nNow do the same.")[0]
-    assert parse_candidate(example).name == "count_chars_in"
+    # the worked example shown as the model's earlier answer is itself a valid answer
+    assert parse_candidate(messages[2]["content"]).name == "count_chars_in"
+
+
+def test_tests_are_gathered_from_every_block_and_the_function_from_the_first_def():
+    answer = ("```python\ndef inc(x):\n    \"\"\"Add one.\"\"\"\n    return x + 1\n```\nMore:\n"
+              "```python\ndef inc(x):\n    return x + 2\n```\n```python\nassert inc(1) == 2\n```")
+    candidate = parse_candidate(answer)
+    assert "x + 1" in candidate.code and candidate.tests == "assert inc(1) == 2"
+
+
+def test_a_missing_docstring_takes_the_fallback_description():
+    answer = "```python\ndef total(x):\n    return x\n```\n```python\nassert total(1) == 1\n```"
+    assert parse_candidate(answer, fallback_description="Write `f`: the total.").description == "Write `f`: the total."
