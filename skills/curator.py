@@ -185,11 +185,17 @@ class SkillCurator:
         return "merged" if twin is not None else "added"
 
     def _twin(self, candidate: Candidate) -> Skill | None:
-        best, best_score = None, 0.0
+        """The skill this candidate is a version of: the same name, or similar code that also passes
+        that skill's tests (short functions share many tokens without doing the same thing)."""
+        similar: list[tuple[float, Skill]] = []
         for skill in self.library.skills(include_retired=True):
             if skill.name == candidate.name:
                 return skill
             score = _jaccard(skill.code, candidate.code)
-            if score >= self.config.merge_similarity and score > best_score:
-                best, best_score = skill, score
-        return best
+            if score >= self.config.merge_similarity:
+                similar.append((score, skill))
+        for _, skill in sorted(similar, key=lambda pair: -pair[0]):
+            renamed = _rename(candidate, skill.name)
+            if verify_candidate(self.sandbox, replace(renamed, tests=skill.tests)) is None:
+                return skill
+        return None

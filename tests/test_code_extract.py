@@ -109,3 +109,12 @@ def test_code_is_not_mistaken_for_a_tool_call():
 def test_a_broken_tool_call_is_an_action_error():
     with pytest.raises(ActionError, match="not valid JSON"):
         parse_tool_call('<tool_call>{"name": "run_python", "arguments": {"code": }</tool_call>')
+
+
+def test_a_reply_that_imports_the_entry_point_is_not_completed_with_the_stub():
+    from selfgym.envs.code.extract import extract_code
+
+    stub = 'def total(n: int) -> int:\n    """Sum."""\n'
+    assert extract_code("```python\nfrom skills import total\n```", entry_point="total", stub=stub).strip() == \
+        "from skills import total"
+    assert "def total" in extract_code("```python\n    return n\n```", entry_point="total", stub=stub)

@@ -1,0 +1,147 @@
+"""Skills read-write vs off on a procedural family where reuse helps, with a scripted noisy policy.
+
+The family (``arithmetic`` by default) draws from a handful of function kinds, so a function solved
+once recurs in later tasks. The policy is scripted: from scratch it writes the right function with
+probability ``--skill`` (else a wrong one); when a retrieved library skill has the task's function
+name, it imports it (``from skills import name``). The extraction model is scripted too: it turns the
+solved code into a candidate and the task's examples into ``assert`` tests. Everything else is the
+real pipeline: BM25 retrieval into the agent's view, verification of every candidate in the bwrap
+sandbox, versions, the ``skills`` module in the sandbox, the verifier's verdict.
+
+Two arms over the same SAGE chain of train tasks and the same held-out tasks:
+``read-write`` (the curator updates the library after each task; held-out tasks read the final
+library) and ``off`` (no library). Prints success on the chain and on the held-out tasks with 95%
+CIs and the paired held-out difference.
+
+Run: ``python bench/skills_ablation.py [--chain 60] [--heldout 60] [--skill 0.5]`` (a minute on 2 cores)
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import tempfile
+from typing import Any
+
+import numpy as np
+
+import selfgym
+from selfgym.envs.code.families import FAMILIES
+from selfgym.envs.tasks import HELDOUT_SEED_BASE
+from selfgym.skills import SkillCurator, SkillLibrary, SkillsConfig, run_chain, skills_env_factory
+from selfgym.stats import bootstrap_ci
+from selfgym.store import Store
+from selfgym.types import Completion
+
+_EXAMPLE = re.compile(r"^\s+(\w+\(.*\)) == (.+)$", re.MULTILINE)
+
+
+class NoisyCoder:
+    """Imports a library skill named like the task's function; otherwise right with probability ``skill``."""
+
+    name = "noisy-coder"
+
+    def __init__(self, env: Any, library: SkillLibrary | None, skill: float, rng: np.random.Generator) -> None:
+        self.env, self.library, self.skill, self.rng = env, library, skill, rng
+        self.episode = None
+
+    def reset(self, observation: str, info: dict[str, Any]) -> None:
+        task = self.env.unwrapped.task
+        shown = self.library.retrieve(task, 3) if self.library is not None else []
+
+        class Episode:
+            memory_ids = {"skill": [s.id for s in shown]} if shown else {}
+        self.episode, self.task, self.shown = Episode(), task, shown
+
+    def act(self, observation: str, info: dict[str, Any]) -> Completion:
+        name = self.task.payload["entry_point"]
+        if any(s.name == name for s in self.shown):
+            return Completion(text=f"```python\nfrom skills import {name}\n```")
+        if self.rng.random() < self.skill:
+            return Completion(text=self.env.unwrapped.oracle_action())
+        return Completion(text=f"```python\n{self.task.payload['stub']}    return None\n```")
+
+
+class ScriptedExtractor:
+    """Answers an extraction chat with the solved code and asserts from the task's examples."""
+
+    name = "scripted-extractor"
+
+    def generate(self, prompts: list[list[dict[str, str]]], params: Any) -> list[Completion]:
+        out = []
+        for chat in prompts:
+            request = chat[-1]["content"]
+            code = re.search(r"```python\n(.*?)```", request, re.DOTALL).group(1)
+            tests = "\n".join(f"assert {call} == {value}" for call, value in _EXAMPLE.findall(request))
+            out.append(Completion(text=f"```python\n{code}```\n```python\n{tests}\n```"))
+        return out
+
+
+def summary(outcomes: list[float]) -> str:
+    low, high = bootstrap_ci(outcomes)
+    return f"{np.mean(outcomes):.3f} [{low:.3f}, {high:.3f}]"
+
+
+def run_arm(mode: str, args: argparse.Namespace, store_dir: str) -> tuple[list[float], list[float], dict[str, Any]]:
+    family = FAMILIES[args.family]
+    chain = [family.make(i, args.difficulty) for i in range(args.chain)]
+    heldout = [family.make(HELDOUT_SEED_BASE + i, args.difficulty) for i in range(args.heldout)]
+
+    def make_env() -> Any:
+        return selfgym.make("selfgym/Code-v0", families=args.family, max_attempts=1)
+
+    rng = np.random.default_rng(args.seed)
+    store = Store(store_dir)
+    store.create_run(mode, {})
+    library = SkillLibrary(store, SkillsConfig(mode="read-write"), run_id=mode) if mode == "read-write" else None
+    if library is None:
+        from selfgym.rollout import RolloutConfig, run_rollouts
+
+        def agent(env: Any) -> NoisyCoder:
+            return NoisyCoder(env, None, args.skill, rng)
+        played = run_rollouts(make_env, agent, chain, RolloutConfig(progress=False)).trajectories
+        test = run_rollouts(make_env, agent, heldout, RolloutConfig(progress=False)).trajectories
+        return [float(t.success) for t in played], _by_task(test, heldout), {"library": 0}
+    curator = SkillCurator(library, ScriptedExtractor())
+    result = run_chain(make_env, lambda env: NoisyCoder(env, library, args.skill, rng), chain, curator)
+    from selfgym.rollout import RolloutConfig, run_rollouts
+
+    test = run_rollouts(skills_env_factory(make_env, library), lambda env: NoisyCoder(env, library, args.skill, rng),
+                        heldout, RolloutConfig(progress=False)).trajectories
+    added = sum(s.get("skills/added", 0) for s in result.steps)
+    rejected = sum(s.get("skills/rejected", 0) for s in result.steps)
+    uses = sum(s.get("skills/uses", 0) for s in result.steps)
+    info = {"library": len(library.skills()), "added": added, "rejected": rejected, "uses_on_chain": uses,
+            "held_out_imports": sum(bool(t.turns[-1].info.get("skills_used")) for t in test)}
+    return [float(t.success) for t in result.trajectories], _by_task(test, heldout), info
+
+
+def _by_task(trajs: list[Any], tasks: list[Any]) -> list[float]:
+    outcome = {t.task_id: float(t.success) for t in trajs}
+    return [outcome[t.id] for t in tasks]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--family", default="arithmetic", choices=sorted(FAMILIES))
+    parser.add_argument("--difficulty", type=float, default=0.5)
+    parser.add_argument("--chain", type=int, default=60, help="train tasks in the SAGE chain")
+    parser.add_argument("--heldout", type=int, default=60)
+    parser.add_argument("--skill", type=float, default=0.5, help="from-scratch success probability of the policy")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in ("read-write", "off"):
+            results[mode] = run_arm(mode, args, f"{tmp}/{mode}")
+    print(f"family {args.family} d={args.difficulty}, chain {args.chain}, held-out {args.heldout}, "
+          f"from-scratch success {args.skill}")
+    for mode, (chain, held, info) in results.items():
+        print(f"  skills {mode:10s} chain {summary(chain)}  held-out {summary(held)}  {info}")
+    diff = [a - b for a, b in zip(results["read-write"][1], results["off"][1], strict=True)]
+    low, high = bootstrap_ci(diff)
+    print(f"  held-out read-write - off (paired): {np.mean(diff):+.3f} [{low:+.3f}, {high:+.3f}]")
+
+
+if __name__ == "__main__":
+    main()
