@@ -5,7 +5,8 @@ successes per arm; the curriculum keeps a per-arm history of success rates and s
 
 * **absolute learning progress** (ALP, as in ALP-GMM): ``|recent success - earlier success|``.
   Arms where competence is moving (up, or down through forgetting) are worth practising;
-* **learnability** ``4 p (1 - p)``: arms the student solves sometimes, not never and not always.
+* **learnability** ``4 p (1 - p)``: arms the student solves sometimes, not never and not always;
+  or, with ``learnability = "band"``, WebRL's difficulty band: 1 when ``band_lo <= p <= band_hi``.
 
 The sampling distribution mixes the normalised scores with an ``epsilon`` share of uniform
 exploration; arms never tried get the highest score so each is tried once. The state is a plain
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -30,8 +32,12 @@ class CurriculumConfig:
     window: int = field(default=2, metadata={"help": "iterations per window when comparing recent vs earlier success"})
     epsilon: float = field(default=0.2, metadata={"help": "share of samples drawn uniformly over arms (exploration)"})
     learnability_weight: float = field(
-        default=0.5, metadata={"help": "weight of 4p(1-p) against learning progress in an arm's score (0..1)"}
+        default=0.5, metadata={"help": "weight of the learnability term against learning progress in an arm's score (0..1)"}
     )
+    learnability: Literal["variance", "band"] = field(default="variance", metadata={
+        "help": "variance: 4p(1-p) of the arm's success rate p | band: 1 when band_lo <= p <= band_hi (WebRL)"})
+    band_lo: float = field(default=0.1, metadata={"help": "lowest success rate inside the band"})
+    band_hi: float = field(default=0.9, metadata={"help": "highest success rate inside the band"})
 
     def __post_init__(self) -> None:
         if self.window < 1:
@@ -40,6 +46,16 @@ class CurriculumConfig:
             raise ValueError(f"curriculum.epsilon must be in [0, 1], got {self.epsilon}")
         if not 0.0 <= self.learnability_weight <= 1.0:
             raise ValueError(f"curriculum.learnability_weight must be in [0, 1], got {self.learnability_weight}")
+        if self.learnability not in ("variance", "band"):
+            raise ValueError(f"curriculum.learnability must be 'variance' or 'band', got {self.learnability!r}")
+        if not 0.0 <= self.band_lo <= self.band_hi <= 1.0:
+            raise ValueError(f"curriculum needs 0 <= band_lo <= band_hi <= 1, got {self.band_lo}, {self.band_hi}")
+
+    def learnability_of(self, p: float) -> float:
+        """The learnability term for success rate ``p``."""
+        if self.learnability == "band":
+            return float(self.band_lo <= p <= self.band_hi)
+        return 4 * p * (1 - p)
 
 
 @dataclass(frozen=True)
@@ -89,7 +105,7 @@ class Curriculum:
                 raw[key] = None
                 continue
             progress = abs(now - before) if before is not None else 0.0
-            raw[key] = (1 - lw) * progress + lw * 4 * now * (1 - now)
+            raw[key] = (1 - lw) * progress + lw * self.config.learnability_of(now)
         tried = [v for v in raw.values() if v is not None]
         top = max(tried, default=0.0) + 1.0
         return {k: (top if v is None else v) for k, v in raw.items()}

@@ -1,0 +1,265 @@
+"""The teacher: turns the student's failures into new code tasks (Code-as-Task proposals).
+
+Each iteration the loop hands the teacher the failed trajectories. The teacher writes one context
+per failure (``ProposeTask-v0``'s observation: the failed task, the student's answer and feedback,
+example tasks of the family), asks its policy for all proposals in **one** batched ``generate``,
+and keeps a proposal only if it passes every screen, in this order:
+
+1. parses (``rejected_invalid``), and is valid in the sandbox: the reference passes its tests and
+   every failing example fails one (``rejected_invalid``, the reason kept);
+2. is not close to a held-out task (``rejected_decontam``) nor to a known task or an earlier
+   proposal (``rejected_duplicate``);
+3. is learnable: the solver's pass rate ``p`` over ``solver_attempts`` episodes gives
+   ``4p(1-p)`` (or the band ``band_lo <= p <= band_hi``) above ``min_reward``
+   (``rejected_learnability``); without a solver this screen is skipped.
+
+Accepted tasks go into the store with split ``generated``, ``parent_id`` = the failed task,
+``source = "teacher:<teacher_id>"`` and ``payload["generator"]`` = who made them, when, and the
+measured pass rate; ``difficulty`` is ``1 - p`` (the parent's difficulty when there is no solver).
+``propose`` returns the accepted tasks and the ``teacher/*`` counts; it does not log them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from selfgym.decontam import DecontamConfig
+from selfgym.envs.generators.context import (
+    EXAMPLE_FAILURE,
+    EXAMPLE_PROPOSAL,
+    example_task,
+    render_context,
+    summarise_failure,
+)
+from selfgym.envs.generators.env import ProposeTaskConfig, Screen, code_sandbox
+from selfgym.envs.generators.proposal import (
+    Proposal,
+    ProposalError,
+    ProposalLimits,
+    parse_proposal,
+    proposal_task,
+    render_proposal,
+    validate_proposal,
+)
+from selfgym.envs.generators.reward import RewardKind, learnability_factor, solver_pass_rates
+from selfgym.errors import ConfigError
+from selfgym.store import Store
+from selfgym.types import Task, Trajectory
+
+from .policy import Policy, SamplingParams
+
+__all__ = ["METRICS", "ProposalRecord", "Teacher", "TeacherConfig", "TeacherResult"]
+
+METRICS = ("teacher/proposed", "teacher/valid", "teacher/accepted", "teacher/rejected_invalid",
+           "teacher/rejected_decontam", "teacher/rejected_duplicate", "teacher/rejected_learnability")
+
+SYSTEM_PROMPT = ("You are a teacher who writes small Python programming exercises with tests. "
+                 "You always answer in the exact format you are asked for.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TeacherConfig:
+    """The ``[teacher]`` section of a run: how many tasks to propose and how to judge them."""
+
+    enabled: bool = field(default=False, metadata={"help": "propose new tasks from each iteration's failures"})
+    proposals_per_iteration: int = field(default=4, metadata={
+        "help": "proposals per iteration (one context per failure, cycling when there are fewer failures)"})
+    examples_per_context: int = field(default=2, metadata={"help": "example tasks of the family shown per context"})
+    solver_attempts: int = field(default=4, metadata={"help": "solver episodes per valid proposal (G)"})
+    reward: RewardKind = field(default="learnability", metadata={
+        "help": "learnability: 4p(1-p) of the solver pass rate p | band: 1 when band_lo <= p <= band_hi"})
+    band_lo: float = field(default=0.1, metadata={"help": "lowest useful solver pass rate (band reward)"})
+    band_hi: float = field(default=0.9, metadata={"help": "highest useful solver pass rate (band reward)"})
+    min_reward: float = field(default=0.0, metadata={
+        "help": "accept a proposal only when its learnability factor is above this (0: reject p=0 and p=1)"})
+    decontam: DecontamConfig = field(default_factory=DecontamConfig, metadata={
+        "help": "n-gram (and optional embedding) closeness to a held-out task that rejects a proposal"})
+    duplicate: DecontamConfig = field(default_factory=DecontamConfig, metadata={
+        "help": "closeness to a known task or an earlier proposal that rejects a proposal as a duplicate"})
+    limits: ProposalLimits = field(default_factory=ProposalLimits, metadata={"help": "what a proposal must contain"})
+    family: str = field(default="generated", metadata={"help": "family (and id prefix) of accepted tasks"})
+    solver_env: str = field(default="selfgym/Code-v0", metadata={"help": "env the solver attempts proposals in"})
+    max_tokens: int = field(default=512, metadata={"help": "most new tokens per proposal"})
+    temperature: float = field(default=0.7, metadata={"help": "teacher sampling temperature (0: greedy)"})
+    top_p: float = field(default=0.95, metadata={"help": "teacher nucleus sampling mass"})
+    seed: int = field(default=0, metadata={"help": "seed of the teacher's sampling and example choice"})
+
+    def __post_init__(self) -> None:
+        for name in ("proposals_per_iteration", "solver_attempts"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"teacher.{name} must be >= 1, got {getattr(self, name)}")
+        if self.examples_per_context < 0:
+            raise ConfigError(f"teacher.examples_per_context must be >= 0, got {self.examples_per_context}")
+        # the env config checks reward, band_lo and band_hi with messages naming them
+        self.env_config()
+
+    def env_config(self) -> ProposeTaskConfig:
+        """The same judging rules as a ``ProposeTask-v0`` config."""
+        return ProposeTaskConfig(solver_attempts=self.solver_attempts, reward=self.reward, band_lo=self.band_lo,
+                                 band_hi=self.band_hi, decontam=self.decontam, duplicate=self.duplicate,
+                                 limits=self.limits)
+
+    def sampling(self, iteration: int) -> SamplingParams:
+        return SamplingParams(max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p,
+                              seed=self.seed * 100_003 + iteration)
+
+
+@dataclass(kw_only=True)
+class ProposalRecord:
+    """What happened to one proposal (for reports and debugging)."""
+
+    parent_id: str
+    text: str
+    status: str  # accepted | invalid | decontam | duplicate | learnability
+    reason: str | None = None
+    task: Task | None = None
+    pass_rate: float | None = None
+
+
+@dataclass(kw_only=True)
+class TeacherResult:
+    """The accepted tasks (already stored) and the ``teacher/*`` counts of one ``propose`` call."""
+
+    accepted: list[Task]
+    metrics: dict[str, float]
+    records: list[ProposalRecord] = field(default_factory=list)
+
+
+class Teacher:
+    """Proposes new tasks from failures with its own policy (see the module docstring).
+
+    Args:
+        policy: the teacher's LLM (the student's policy, or a bigger one through the openai backend).
+        config: ``TeacherConfig``.
+        store: accepted tasks are added here (split ``generated``).
+        run_id: the run the tasks belong to.
+        teacher_id: who proposed them (kept in each task's source and payload).
+        sandbox: where proposals are validated (as ``Code-v0`` takes it; default: the shared warm pool).
+    """
+
+    def __init__(self, policy: Policy, config: TeacherConfig | None = None, *, store: Store, run_id: str,
+                 teacher_id: str, sandbox: Any = None) -> None:
+        self.policy = policy
+        self.config = config or TeacherConfig()
+        self.store = store
+        self.run_id = run_id
+        self.teacher_id = teacher_id
+        self.sandbox_spec = sandbox
+
+    # ------------------------------------------------------------------ contexts
+    def contexts(self, failures: Sequence[Trajectory], tasks_by_id: dict[str, Task], *,
+                 iteration: int) -> list[tuple[Task, str]]:
+        """``(parent task, context text)`` per proposal to make; held-out tasks never appear."""
+        usable: dict[str, tuple[Task, Trajectory]] = {}
+        for traj in failures:
+            task = tasks_by_id.get(traj.task_id)
+            if task is not None and task.split != "heldout" and not traj.success and task.id not in usable:
+                usable[task.id] = (task, traj)
+        if not usable:
+            return []
+        rng = np.random.default_rng([self.config.seed, iteration])
+        pairs = list(usable.values())
+        out = []
+        for i in range(self.config.proposals_per_iteration):
+            parent, traj = pairs[i % len(pairs)]
+            pool = [t for t in tasks_by_id.values()
+                    if t.family == parent.family and t.split != "heldout" and t.id != parent.id]
+            k = min(self.config.examples_per_context, len(pool))
+            examples = [pool[j] for j in rng.choice(len(pool), size=k, replace=False)] if k else []
+            failure = summarise_failure(parent, traj)
+            out.append((parent, render_context(parent.family, [failure], examples, worked_example=False)))
+        return out
+
+    def prompt(self, context: str) -> list[dict[str, str]]:
+        """The chat the teacher's policy answers: a worked example as an earlier turn, then ``context``."""
+        example = render_context(EXAMPLE_FAILURE.family, [summarise_failure(EXAMPLE_FAILURE)], [],
+                                 worked_example=False)
+        return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": example},
+                {"role": "assistant", "content": render_proposal(EXAMPLE_PROPOSAL)},
+                {"role": "user", "content": context}]
+
+    # ------------------------------------------------------------------ proposing
+    def propose(self, failures: list[Trajectory], tasks_by_id: dict[str, Task], *, iteration: int,
+                solver: Any | None, heldout: Iterable[Task]) -> TeacherResult:
+        """Propose tasks for ``failures``; store and return the accepted ones with the counts."""
+        metrics = dict.fromkeys(METRICS, 0.0)
+        contexts = self.contexts(failures, tasks_by_id, iteration=iteration)
+        if not contexts:
+            return TeacherResult(accepted=[], metrics=metrics)
+        completions = self.policy.generate([self.prompt(text) for _, text in contexts],
+                                           self.config.sampling(iteration))
+        known = [t for t in tasks_by_id.values() if t.split != "heldout"] + self.store.tasks(split="generated")
+        known.append(example_task())  # a copy of the worked example is not a new task
+        screen = Screen(heldout, known, self.config.env_config())
+        records: list[ProposalRecord] = []
+        candidates: list[tuple[ProposalRecord, Proposal, Task]] = []
+        for (parent, _), completion in zip(contexts, completions, strict=True):
+            record = ProposalRecord(parent_id=parent.id, text=completion.text, status="invalid")
+            records.append(record)
+            proposal = self._screen(record, screen)
+            if proposal is not None:
+                candidates.append((record, proposal, parent))
+        accepted = self._judge(candidates, solver, iteration)
+        self.store.add_tasks(accepted, run_id=self.run_id)
+        metrics["teacher/proposed"] = float(len(records))
+        metrics["teacher/valid"] = float(sum(r.status != "invalid" for r in records))
+        for status in ("invalid", "decontam", "duplicate", "learnability"):
+            metrics[f"teacher/rejected_{status}"] = float(sum(r.status == status for r in records))
+        metrics["teacher/accepted"] = float(len(accepted))
+        return TeacherResult(accepted=accepted, metrics=metrics, records=records)
+
+    def _screen(self, record: ProposalRecord, screen: Screen) -> Proposal | None:
+        """Parse, validate in the sandbox, and check novelty; ``record`` says why a proposal stops."""
+        try:
+            proposal = parse_proposal(record.text, self.config.limits)
+        except ProposalError as exc:
+            record.reason = f"does not parse: {exc}"
+            return None
+        validation = validate_proposal(proposal, code_sandbox(self.sandbox_spec))
+        if not validation.valid:
+            record.reason = validation.reason
+            return None
+        rejected = screen.check(proposal.prompt())
+        if rejected is not None:
+            record.status, record.reason = rejected[0], rejected[1].describe()
+            return None
+        # later proposals of this batch may not copy this one
+        screen.known.add([proposal_task(proposal, family=self.config.family)])
+        record.status = "valid"
+        return proposal
+
+    def _judge(self, candidates: list[tuple[ProposalRecord, Proposal, Task]], solver: Any | None,
+               iteration: int) -> list[Task]:
+        """Measure learnability with the solver (one batched rollout) and build the accepted tasks."""
+        config = self.config
+        tasks = [proposal_task(p, family=config.family, parent_id=parent.id, source=f"teacher:{self.teacher_id}")
+                 for _, p, parent in candidates]
+        rates: list[float | None] = [None] * len(tasks)
+        if solver is not None and tasks:
+            env_kwargs = {"sandbox": self.sandbox_spec} if self.sandbox_spec is not None else None
+            rates = list(solver_pass_rates(tasks, solver, config.solver_attempts, env_id=config.solver_env,
+                                           env_kwargs=env_kwargs, seed=config.seed + iteration))
+        accepted = []
+        for (record, _, parent), task, rate in zip(candidates, tasks, rates, strict=True):
+            p = None if rate is None or math.isnan(rate) else rate  # NaN: every solver episode was aborted
+            record.pass_rate = p
+            factor = learnability_factor(p, config.reward, lo=config.band_lo, hi=config.band_hi)
+            if p is not None and not factor > config.min_reward:
+                record.status = "learnability"
+                record.reason = f"solver pass rate {p:.2f} gives learnability {factor:.2f}"
+                continue
+            difficulty = parent.difficulty if p is None else 1.0 - p
+            generator = {"teacher_id": self.teacher_id, "run_id": self.run_id, "iteration": iteration,
+                         "target_family": parent.family, "pass_rate": p, "solver_attempts": config.solver_attempts,
+                         "learnability": factor}
+            task = dataclasses.replace(task, difficulty=float(difficulty),
+                                       payload={**task.payload, "generator": generator})
+            record.status, record.task = "accepted", task
+            accepted.append(task)
+        return accepted

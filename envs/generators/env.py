@@ -1,0 +1,206 @@
+"""``selfgym/ProposeTask-v0``: task proposal as an environment (Code-as-Task)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from selfgym.decontam import DecontamConfig, Decontaminator, Match
+from selfgym.errors import ConfigError
+from selfgym.types import Split, Task
+
+from ..base import LLMEnv, StepResult
+from ..tasks import TaskSource
+from .context import ContextSource, example_task, oracle_proposal
+from .proposal import (
+    Proposal,
+    ProposalLimits,
+    parse_proposal,
+    proposal_task,
+    render_proposal,
+    validate_proposal,
+)
+from .reward import RewardKind, learnability_factor, solver_pass_rates
+
+__all__ = ["ProposeTaskConfig", "ProposeTaskEnv", "Screen", "code_sandbox", "default_heldout"]
+
+HELDOUT_PER_FAMILY = 10
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProposeTaskConfig:
+    """How proposals are judged (``gymnasium.make("selfgym/ProposeTask-v0", reward="band")`` sets one)."""
+
+    solver_attempts: int = field(default=4, metadata={"help": "solver episodes per valid proposal (G)"})
+    reward: RewardKind = field(default="learnability", metadata={
+        "help": "learnability: 4p(1-p) of the solver pass rate p | band: 1 when band_lo <= p <= band_hi"})
+    band_lo: float = field(default=0.1, metadata={"help": "lowest useful solver pass rate (band reward)"})
+    band_hi: float = field(default=0.9, metadata={"help": "highest useful solver pass rate (band reward)"})
+    decontam: DecontamConfig = field(default_factory=DecontamConfig, metadata={
+        "help": "closeness to a held-out task that rejects a proposal"})
+    duplicate: DecontamConfig = field(default_factory=DecontamConfig, metadata={
+        "help": "closeness to an existing task that makes a proposal a duplicate (not novel)"})
+    limits: ProposalLimits = field(default_factory=ProposalLimits, metadata={"help": "what a proposal must contain"})
+
+    def __post_init__(self) -> None:
+        if self.solver_attempts < 1:
+            raise ConfigError(f"solver_attempts must be >= 1, got {self.solver_attempts}")
+        if self.reward not in ("learnability", "band"):
+            raise ConfigError(f"reward must be 'learnability' or 'band', got {self.reward!r}")
+        if not 0.0 <= self.band_lo <= self.band_hi <= 1.0:
+            raise ConfigError(f"need 0 <= band_lo <= band_hi <= 1, got {self.band_lo}, {self.band_hi}")
+
+
+def code_sandbox(spec: Any = None) -> Any:
+    """The sandbox code tasks run in: ``spec`` as ``CodeEnv`` takes it (a Sandbox, a config, a backend name)."""
+    from selfgym.envs.code.sandbox import Sandbox, SandboxConfig, shared_sandbox
+    from selfgym.envs.code.verifier import HARNESS_MODULE, harness_source
+
+    if isinstance(spec, Sandbox):
+        return spec
+    config = SandboxConfig(backend=spec) if isinstance(spec, str) else spec or SandboxConfig()
+    if HARNESS_MODULE not in dict(config.modules):
+        config = dataclasses.replace(config, modules=(*config.modules, (HARNESS_MODULE, harness_source())))
+    return shared_sandbox(config)
+
+
+def default_heldout() -> list[Task]:
+    """The protected set when none is given: the first held-out tasks of every code family."""
+    from selfgym.envs.code.families import FAMILIES
+
+    return [t for family in FAMILIES.values() for t in family.tasks("heldout", limit=HELDOUT_PER_FAMILY)]
+
+
+class Screen:
+    """Novelty screens of a proposal's text: held-out decontamination and duplicates of known tasks."""
+
+    def __init__(self, heldout: Iterable[Task], known: Iterable[Task], config: ProposeTaskConfig) -> None:
+        self.heldout = Decontaminator(heldout, config.decontam)
+        self.known = Decontaminator(known, config.duplicate)
+
+    def check(self, text: str) -> tuple[str, Match] | None:
+        """``("decontam" | "duplicate", match)`` for a rejected text, None for a novel one."""
+        match = self.heldout.check(text)
+        if match is not None:
+            return "decontam", match
+        match = self.known.check(text)
+        return ("duplicate", match) if match is not None else None
+
+
+class ProposeTaskEnv(LLMEnv):
+    """Propose a new code task (instruction, tests, reference, failing examples) for a student who failed one.
+
+    Observation:
+        A context: the target family, a summary of a failed task (the student's answer and its
+        feedback when known), example tasks of the family, and the proposal format
+        (``PROPOSAL_FORMAT``). After the proposal: the verdict (why it was rejected, or the
+        solver's pass rate and the reward).
+
+    Actions:
+        A proposal in the markdown format of ``selfgym.envs.generators.proposal`` (or the same keys
+        as one JSON object). A proposal that does not parse is a malformed action: the error is
+        the next observation and the proposer may try again within the turn budget.
+
+    Rewards:
+        validity x learnability x novelty, in [0, 1]. Validity: the reference passes every test in
+        the sandbox and each failing example fails one (else 0). Learnability: ``4p(1-p)`` of the
+        solver's pass rate ``p`` over ``solver_attempts`` episodes in ``Code-v0``, or the band
+        ``band_lo <= p <= band_hi``; 1 when no solver is given. Novelty: 0 when the task is too
+        close to a held-out task (decontamination) or to a known task (duplicate), else 1.
+
+    Episode End:
+        Terminated after the first proposal that parses; truncated after ``max_episode_steps``
+        (3 at registration) malformed ones.
+
+    Arguments:
+        task_source: contexts (default ``ContextSource()``: failed train tasks of the code families).
+        solver: the agent that attempts valid proposals (a ``BatchAgent``, an ``Agent`` or a factory
+            ``env -> Agent``); None: learnability is not measured.
+        heldout: tasks no proposal may be close to (default: the code families' first held-out tasks).
+        known: existing tasks a proposal may not duplicate (the context's tasks are always added).
+        sandbox: as for ``Code-v0``.
+        config: ``ProposeTaskConfig``; its fields can also be given as keyword arguments.
+        split, difficulty, render_mode: see ``LLMEnv``.
+
+    Version History:
+        v0: initial version.
+    """
+
+    def __init__(
+        self,
+        *,
+        task_source: TaskSource | None = None,
+        split: Split = "train",
+        difficulty: float | None = None,
+        render_mode: str | None = None,
+        config: ProposeTaskConfig | None = None,
+        solver: Any = None,
+        heldout: Iterable[Task] | None = None,
+        known: Iterable[Task] = (),
+        sandbox: Any = None,
+        **overrides: Any,
+    ) -> None:
+        self.config = dataclasses.replace(config or ProposeTaskConfig(), **overrides)
+        super().__init__(task_source=task_source, split=split, difficulty=difficulty, render_mode=render_mode)
+        self.solver = solver
+        self._heldout = list(heldout) if heldout is not None else default_heldout()
+        self._known = [*known, example_task()]  # a copy of the worked example is not a new task
+        self._sandbox_spec = sandbox
+        self._screen: Screen | None = None
+        self._context_screen: Decontaminator | None = None
+        self.last_task: Task | None = None
+
+    def default_task_source(self) -> TaskSource:
+        return ContextSource()
+
+    def instructions(self, task: Task) -> str:
+        return ("Propose one new programming task for the student, in the format the observation shows: "
+                "instruction, entry point, assert tests, a reference solution and wrong solutions the tests catch.")
+
+    def setup(self, task: Task) -> str:
+        context = [Task.from_dict(t) for t in [task.payload.get("parent"), *task.payload.get("examples", [])] if t]
+        screen = self._screen
+        if screen is None:
+            screen = self._screen = Screen(self._heldout, self._known, self.config)
+        self._context_screen = Decontaminator(context, self.config.duplicate)
+        self.last_task = None
+        return task.prompt
+
+    def parse_action(self, action: str) -> Proposal:
+        return parse_proposal(action, self.config.limits)
+
+    def env_response(self, proposal: Proposal) -> StepResult:
+        assert self.task is not None and self._screen is not None
+        info: dict[str, Any] = {"valid": False, "reason": None, "pass_rate": None}
+        validation = validate_proposal(proposal, code_sandbox(self._sandbox_spec))
+        if not validation.valid:
+            info["reason"] = validation.reason
+            return StepResult(observation=f"Rejected (invalid): {validation.reason}", terminated=True, info=info)
+        info["valid"] = True
+        text = proposal.prompt()
+        rejected = self._screen.check(text)
+        if rejected is None and self._context_screen and (match := self._context_screen.check(text)) is not None:
+            rejected = ("duplicate", match)
+        if rejected is not None:
+            kind, match = rejected
+            info["reason"] = f"{kind}: {match.describe()}"
+            return StepResult(observation=f"Rejected ({kind}): {match.describe()}", terminated=True, info=info)
+        parent = self.task.payload.get("parent") or {}
+        task = proposal_task(proposal, parent_id=parent.get("id"), source="propose-task")
+        p = None
+        if self.solver is not None:
+            p = solver_pass_rates([task], self.solver, self.config.solver_attempts,
+                                  env_kwargs={"sandbox": self._sandbox_spec} if self._sandbox_spec else None)[0]
+            task = dataclasses.replace(task, difficulty=1.0 - p)
+        info["pass_rate"] = p
+        self.last_task = task
+        reward = learnability_factor(p, self.config.reward, lo=self.config.band_lo, hi=self.config.band_hi)
+        measured = "not measured (no solver)" if p is None else f"{p:.2f}"
+        return StepResult(observation=f"Accepted: valid and novel. Solver pass rate: {measured}. Reward {reward:.2f}.",
+                          reward=reward, terminated=True, success=reward > 0, info=info)
+
+    def oracle_action(self) -> str:
+        assert self.task is not None
+        return render_proposal(oracle_proposal(Task.from_dict(self.task.payload["parent"])))
