@@ -116,7 +116,13 @@ def eval_cmd(
     run_id = f"eval-{name}".replace("/", "_")
     if store:
         store.create_run(run_id, {"env_id": env_id, "agent": name, "split": split, "n": n, "k": k, "memory": memory})
-    result, _ = evaluate_tasks(env_id, player, tasks, k=k, seed=seed, max_concurrent=max_concurrent,
+    make_env = lambda: selfgym.make(env_id)  # noqa: E731
+    library = next((m for m in getattr(player, "memory", []) if getattr(m, "kind", "") == "skill"), None)
+    if library is not None:  # the skills shown in the prompt are importable in the sandbox
+        from selfgym.skills import skills_env_factory
+
+        make_env = skills_env_factory(make_env, library)
+    result, _ = evaluate_tasks(make_env, player, tasks, k=k, seed=seed, max_concurrent=max_concurrent,
                                progress=console.is_terminal, store=store, run_id=run_id, policy_id=name)
     if store:
         store.add_eval(run_id=run_id, env_id=env_id, split=split, metrics=result.to_dict())

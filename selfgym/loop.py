@@ -108,6 +108,7 @@ def run_memory(run_dir: str | Path, mode: str = "on", run_id: str | None = None)
     """
     from selfgym.agents.reflection import ReflectionConfig, ReflectionMemory
     from selfgym.config import from_dict
+    from selfgym.skills.library import SkillsConfig
 
     if mode != "on" and not mode.startswith("snapshot"):
         raise ConfigError(f"memory mode must be off, on, snapshot or snapshot:<id>, got {mode!r}")
@@ -117,6 +118,19 @@ def run_memory(run_dir: str | Path, mode: str = "on", run_id: str | None = None)
     memory: list[Any] = []
     if mode == "on" and config.get("reflections", {}).get("enabled"):
         memory.append(ReflectionMemory(store, from_dict(ReflectionConfig, config["reflections"]), run_id=run_id))
+    skills = from_dict(SkillsConfig, config.get("skills", {}))
+    if mode.startswith("snapshot"):
+        from selfgym.skills import SkillLibrary
+
+        snaps = SkillLibrary(store, skills, run_id=run_id).snapshots()
+        snap = mode.partition(":")[2] or (snaps[-1]["id"] if snaps else None)
+        if snap is None:
+            raise ConfigError(f"run {run_id!r} has no skill snapshot (snapshots are taken with each checkpoint)")
+        memory.append(SkillLibrary(store, skills, run_id=run_id, snapshot=snap))
+    elif skills.mode != "off":
+        from selfgym.skills import SkillLibrary
+
+        memory.append(SkillLibrary(store, replace(skills, mode="read-only"), run_id=run_id))
     return memory
 
 
@@ -145,8 +159,24 @@ class _Run:
         self.policy = TransformersPolicy.load(TransformersConfig(model=str(spec), device=config.policy.device,
                                                                  name=config.policy.model))
         self.reflections = ReflectionMemory(self.store, config.reflections, run_id=self.run_id)
-        memory = [self.reflections] if config.reflections.enabled else []
+        memory: list[Any] = [self.reflections] if config.reflections.enabled else []
+        self.make_env: Callable[[], Any] = lambda: selfgym.make(config.env.id, **config.env.kwargs)
+        self.skills: Any = None
+        if config.skills.mode != "off":
+            from selfgym.skills import SkillLibrary, skills_env_factory
+
+            self.skills = SkillLibrary(self.store, config.skills, run_id=self.run_id)
+            memory.append(self.skills)
+            self.make_env = skills_env_factory(self.make_env, self.skills)
         self.agent = LLMAgent(self.policy, config.agent, memory=memory)
+        self.teacher: Any = None
+        if config.teacher.enabled:
+            from selfgym.agents.policy import make_policy
+            from selfgym.agents.teacher import Teacher
+
+            spec = config.policy.teacher_model
+            self.teacher = Teacher(make_policy(spec) if spec else self.policy, config.teacher, store=self.store,
+                                   run_id=self.run_id, teacher_id=f"{self.run_id}/teacher:{spec or 'student'}")
         self.writer = ReflectionWriter(Reflector(self.policy, config.reflections), self.reflections) \
             if config.reflections.enabled else None
         self.trainer: Any = None
@@ -164,7 +194,35 @@ class _Run:
     def choose_tasks(self, iteration: int) -> list[tuple[Arm, Task]]:
         rng = np.random.default_rng([self.config.seed, iteration])
         arms = self.curriculum.sample(self.config.rollout.tasks_per_iteration, rng)
-        return [(arm, _task_for(self.source, arm, rng)) for arm in arms]
+        chosen: list[tuple[Arm, Task]] = []
+        for arm in arms:
+            if arm.family == self.config.teacher.family:
+                chosen.append((arm, self._generated_task(arm, rng, {t.id for _, t in chosen})))
+            else:
+                chosen.append((arm, _task_for(self.source, arm, rng)))
+        return chosen
+
+    def _bin(self, difficulty: float) -> float:
+        """The configured difficulty level nearest to ``difficulty`` (a generated task's arm)."""
+        return min(self.config.env.difficulties, key=lambda d: (abs(d - difficulty), d))
+
+    def generated_tasks(self) -> list[Task]:
+        return [t for t in self.store.tasks(split="generated", family=self.config.teacher.family)
+                if t.source.startswith("teacher:")]
+
+    def add_generated_arms(self) -> None:
+        for task in self.generated_tasks():
+            self.curriculum.add_arm(Arm(task.family, self._bin(task.difficulty)))
+
+    def _generated_task(self, arm: Arm, rng: np.random.Generator, taken: set[str]) -> Task:
+        """The least-practised stored generated task of the arm's difficulty level."""
+        pool = [t for t in self.generated_tasks() if self._bin(t.difficulty) == arm.difficulty] \
+            or self.generated_tasks()
+        played = Counter(t.task_id for t in self.store.trajectories(run_id=self.run_id, include_aborted=True))
+        fresh = [t for t in pool if t.id not in taken] or pool
+        low = min(played[t.id] for t in fresh)
+        least = [t for t in fresh if played[t.id] == low]
+        return least[int(rng.integers(len(least)))]
 
     def rollouts(self, iteration: int, tasks: list[Task]) -> dict[str, float]:
         """Run the attempts of this iteration that the store does not hold yet."""
@@ -179,7 +237,7 @@ class _Run:
         tokens, wall = 0, 0.0
         for first_attempt, chunk in sorted(missing.items()):
             result = run_rollouts(
-                lambda: selfgym.make(self.config.env.id, **self.config.env.kwargs), self.agent, chunk,
+                self.make_env, self.agent, chunk,
                 RolloutConfig(group_size=group - first_attempt, max_concurrent=self.config.rollout.max_concurrent,
                               seed=self.config.seed * 100_003 + iteration * 1_009 + first_attempt,
                               progress=self.console.is_terminal),
@@ -192,6 +250,52 @@ class _Run:
     @property
     def policy_id(self) -> str:
         return self.checkpoint_id or self.config.policy.model
+
+    def teach(self, iteration: int) -> dict[str, float]:
+        """The teacher turns the last iteration's failures into new tasks (once per iteration)."""
+        if self.teacher is None or iteration == 0:
+            return {}
+        marker = f"teacher/done/{iteration}"
+        if self.store.get_state(self.run_id, marker) is not None:
+            return {}
+        start = time.perf_counter()
+        failures = [t for t in self.store.trajectories(run_id=self.run_id, iteration=iteration - 1)
+                    if not t.success and not t.aborted]
+        known = {t.id: t for t in self.store.tasks() if t.split != "heldout"}
+        ev = self.config.eval
+        heldout = _eval_tasks(self.source, "heldout", max(ev.n_tasks, 200), self.config.env.families, [])
+        with self.busy(f"teacher: proposing from {len(failures)} failures"):
+            result = self.teacher.propose(failures, known, iteration=iteration, solver=self.agent, heldout=heldout)
+        metrics = {**result.metrics, "time/teacher_s": time.perf_counter() - start,
+                   "teacher/generated_total": float(len(self.generated_tasks()))}
+        self.store.set_state(self.run_id, marker, metrics)
+        m = result.metrics
+        self.stage(f"teacher: {m['teacher/proposed']:.0f} proposed, {m['teacher/valid']:.0f} valid, "
+                   f"{m['teacher/accepted']:.0f} accepted, {m['teacher/rejected_decontam']:.0f} too close to "
+                   f"held-out, {metrics['time/teacher_s']:.1f}s")
+        return metrics
+
+    def curate_skills(self, iteration: int, trajs: list[Any]) -> dict[str, float]:
+        """Skill usage, retirement and extraction from this iteration's episodes (read-write mode)."""
+        if self.skills is None or self.config.skills.mode != "read-write":
+            return {}
+        marker = f"skills/done/{iteration}"
+        if self.store.get_state(self.run_id, marker) is not None:
+            return {}
+        from selfgym.skills import SkillCurator
+
+        start = time.perf_counter()
+        curator = SkillCurator(self.skills, self.policy, checkpoint_id=self.checkpoint_id)
+        tasks = {t.task_id: self.store.task(t.task_id) for t in trajs}
+        with self.busy("skills: extracting and verifying"):
+            metrics = curator.update(trajs, {k: v for k, v in tasks.items() if v is not None})
+        metrics["time/skills_s"] = time.perf_counter() - start
+        self.store.set_state(self.run_id, marker, metrics)
+        self.stage(f"skills: {metrics['skills/proposed']:.0f} proposed, {metrics['skills/added']:.0f} added, "
+                   f"{metrics['skills/merged']:.0f} merged, {metrics['skills/rejected']:.0f} rejected, "
+                   f"{metrics['skills/retired']:.0f} retired; library {metrics['skills/size']:.0f}, "
+                   f"{metrics['skills/uses']:.0f} uses")
+        return metrics
 
     def train_step(self, iteration: int) -> dict[str, float]:
         from selfgym.trainers.run import make_trainer, train_from_store
@@ -218,6 +322,8 @@ class _Run:
         base.config.use_cache = True
         if info is not None:
             self.checkpoint_id = info.id
+            if self.skills is not None:  # the library that goes with these weights
+                self.skills.snapshot(info.id)
         return {"time/train_s": time.perf_counter() - start, "train/steps": float(result.steps)}
 
     def evaluate(self, iteration: int) -> float | None:
@@ -232,7 +338,7 @@ class _Run:
         if ev.temperature is not None:
             agent = agent.with_config(sampling=replace(agent.config.sampling, temperature=ev.temperature))
         scores, result = evaluate_tasks(
-            lambda: selfgym.make(self.config.env.id, **self.config.env.kwargs), agent, tasks, k=ev.k,
+            self.make_env, agent, tasks, k=ev.k,
             seed=10_000_000 + iteration, max_concurrent=self.config.rollout.max_concurrent,
             progress=self.console.is_terminal, run_id=f"{self.run_id}/eval", iteration=iteration,
             policy_id=self.policy_id)
@@ -247,6 +353,8 @@ class _Run:
 
     def iteration(self, it: int) -> dict[str, float]:
         start = time.perf_counter()
+        teacher = self.teach(it)
+        self.add_generated_arms()
         chosen = self.choose_tasks(it)
         arm_of = {task.id: arm.key for arm, task in chosen}
         metrics = self.rollouts(it, [task for _, task in chosen])
@@ -254,9 +362,11 @@ class _Run:
         self.curriculum.update(it, [(arm_of[t.task_id], t.success) for t in trajs if t.task_id in arm_of])
         metrics["train/success"] = sum(t.success for t in trajs) / len(trajs) if trajs else 0.0
         metrics["train/episodes"] = float(len(trajs))
+        metrics.update(teacher)
         metrics["reflections/total"] = float(len(self.store.memory("reflection")))
         self.stage(f"rollouts: {len(trajs)} episodes, {metrics['tokens/rollout']:.0f} tokens, "
                    f"{metrics['time/rollout_s']:.1f}s; {metrics['reflections/total']:.0f} reflections stored")
+        metrics.update(self.curate_skills(it, trajs))
         with self.busy(f"training ({self.config.trainer.algorithm})"):
             metrics.update(self.train_step(it))
         if "time/train_s" in metrics:

@@ -12,8 +12,10 @@ from typing import Any, Literal
 
 from selfgym.agents.llm import AgentConfig
 from selfgym.agents.reflection import ReflectionConfig
+from selfgym.agents.teacher import TeacherConfig
 from selfgym.curriculum import CurriculumConfig
 from selfgym.errors import ConfigError
+from selfgym.skills.library import SkillsConfig
 from selfgym.trainers.dpo import DPOConfig
 from selfgym.trainers.grpo import GRPOConfig
 from selfgym.trainers.rft import RFTConfig
@@ -43,6 +45,8 @@ class PolicySection:
 
     model: str = field(default="embedded", metadata={"help": "'embedded', a checkpoint or LoRA adapter dir"})
     device: str | None = field(default=None, metadata={"help": "cpu | cuda (default: cuda if available)"})
+    teacher_model: str = field(
+        default="", metadata={"help": "the teacher's model spec (e.g. openai:URL#model); empty: the student's own"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,6 +118,9 @@ class RunConfig:
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig, metadata={"help": "what to practise"})
     reflections: ReflectionConfig = field(
         default_factory=lambda: ReflectionConfig(enabled=False), metadata={"help": "Reflexion lessons from failures"})
+    skills: SkillsConfig = field(default_factory=SkillsConfig, metadata={"help": "skill library (Voyager / SAGE)"})
+    teacher: TeacherConfig = field(
+        default_factory=TeacherConfig, metadata={"help": "new tasks from failures (Self-Challenging / WebRL)"})
     trainer: TrainerSection = field(default_factory=TrainerSection, metadata={"help": "weight updates"})
     eval: EvalSection = field(default_factory=EvalSection, metadata={"help": "held-out evaluation"})
 
