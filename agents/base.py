@@ -100,6 +100,11 @@ class BatchAgent(Protocol):
 class _Seat:
     agent: Agent
 
+    @property
+    def memory_ids(self) -> dict[str, list[str]] | None:
+        """The memory ids of the agent's current episode (where ``run_episode`` reads them too)."""
+        return getattr(getattr(self.agent, "episode", None), "memory_ids", None)
+
 
 class SequentialAgents:
     """A ``BatchAgent`` made of one ``Agent`` per env, asked one after the other.

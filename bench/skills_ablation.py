@@ -13,7 +13,13 @@ Two arms over the same SAGE chain of train tasks and the same held-out tasks:
 library) and ``off`` (no library). Prints success on the chain and on the held-out tasks with 95%
 CIs and the paired held-out difference.
 
-Run: ``python bench/skills_ablation.py [--chain 60] [--heldout 60] [--skill 0.5]`` (a minute on 2 cores)
+With ``--agent embedded`` the held-out tasks are played by the embedded SmolLM2-135M-Instruct
+(``LLMAgent``, greedy, the library as its skill memory: the top-k skills in its prompt, the
+``skills`` module in the sandbox) instead of the scripted coder; the chain that writes the
+library stays scripted.
+
+Run: ``python bench/skills_ablation.py [--chain 60] [--heldout 60] [--skill 0.5] [--agent embedded]``
+(scripted: under a minute on 2 cores; embedded: a few minutes)
 """
 
 from __future__ import annotations
@@ -82,7 +88,12 @@ def summary(outcomes: list[float]) -> str:
     return f"{np.mean(outcomes):.3f} [{low:.3f}, {high:.3f}]"
 
 
-def run_arm(mode: str, args: argparse.Namespace, store_dir: str) -> tuple[list[float], list[float], dict[str, Any]]:
+def run_arm(mode: str, args: argparse.Namespace, store_dir: str,
+            heldout_agent: Any) -> tuple[list[float], list[float], dict[str, Any]]:
+    """One arm: the SAGE chain of train tasks (scripted coder), then the held-out tasks played by
+    ``heldout_agent(library)``, a factory or batch agent, with the final library or none."""
+    from selfgym.rollout import RolloutConfig, run_rollouts
+
     family = FAMILIES[args.family]
     chain = [family.make(i, args.difficulty) for i in range(args.chain)]
     heldout = [family.make(HELDOUT_SEED_BASE + i, args.difficulty) for i in range(args.heldout)]
@@ -93,27 +104,40 @@ def run_arm(mode: str, args: argparse.Namespace, store_dir: str) -> tuple[list[f
     rng = np.random.default_rng(args.seed)
     store = Store(store_dir)
     store.create_run(mode, {})
-    library = SkillLibrary(store, SkillsConfig(mode="read-write"), run_id=mode) if mode == "read-write" else None
-    if library is None:
-        from selfgym.rollout import RolloutConfig, run_rollouts
-
-        def agent(env: Any) -> NoisyCoder:
-            return NoisyCoder(env, None, args.skill, rng)
-        played = run_rollouts(make_env, agent, chain, RolloutConfig(progress=False)).trajectories
-        test = run_rollouts(make_env, agent, heldout, RolloutConfig(progress=False)).trajectories
+    if mode == "off":
+        played = run_rollouts(make_env, lambda env: NoisyCoder(env, None, args.skill, rng), chain,
+                              RolloutConfig(progress=False)).trajectories
+        test = run_rollouts(make_env, heldout_agent(None), heldout, RolloutConfig(progress=False)).trajectories
         return [float(t.success) for t in played], _by_task(test, heldout), {"library": 0}
+    library = SkillLibrary(store, SkillsConfig(mode="read-write"), run_id=mode)
     curator = SkillCurator(library, ScriptedExtractor())
     result = run_chain(make_env, lambda env: NoisyCoder(env, library, args.skill, rng), chain, curator)
-    from selfgym.rollout import RolloutConfig, run_rollouts
-
-    test = run_rollouts(skills_env_factory(make_env, library), lambda env: NoisyCoder(env, library, args.skill, rng),
-                        heldout, RolloutConfig(progress=False)).trajectories
-    added = sum(s.get("skills/added", 0) for s in result.steps)
-    rejected = sum(s.get("skills/rejected", 0) for s in result.steps)
-    uses = sum(s.get("skills/uses", 0) for s in result.steps)
-    info = {"library": len(library.skills()), "added": added, "rejected": rejected, "uses_on_chain": uses,
-            "held_out_imports": sum(bool(t.turns[-1].info.get("skills_used")) for t in test)}
+    test = run_rollouts(skills_env_factory(make_env, library), heldout_agent(library), heldout,
+                        RolloutConfig(progress=False)).trajectories
+    totals = {k: sum(s.get(f"skills/{k}", 0) for s in result.steps) for k in ("added", "merged", "rejected", "uses")}
+    info = {"library": len(library.skills()), **totals,
+            "held_out_shown": sum(bool(t.memory.get("skill")) for t in test),
+            "held_out_used": sum(bool(t.turns[-1].info.get("skills_used")) for t in test)}
     return [float(t.success) for t in result.trajectories], _by_task(test, heldout), info
+
+
+def heldout_agents(args: argparse.Namespace) -> Any:
+    """``library -> agent`` for the held-out tasks: the scripted coder, or the embedded model
+    (greedy ``LLMAgent``, the library as its skill memory)."""
+    rng = np.random.default_rng(args.seed + 1)
+    if args.agent == "scripted":
+        return lambda library: (lambda env: NoisyCoder(env, library, args.skill, rng))
+    from selfgym.agents.hf import TransformersConfig, TransformersPolicy
+    from selfgym.agents.llm import AgentConfig, LLMAgent
+    from selfgym.agents.models import load_model
+    from selfgym.agents.policy import SamplingParams
+
+    model, tokenizer = load_model("embedded")
+    policy = TransformersPolicy(model, tokenizer, TransformersConfig(name="embedded", max_batch_size=32))
+    config = AgentConfig(system_prompt="You write correct, minimal Python. Reply with one ```python code block "
+                                       "and nothing else.", max_prompt_tokens=1536,
+                         sampling=SamplingParams(max_tokens=128, temperature=0.0))
+    return lambda library: LLMAgent(policy, config, memory=[library] if library is not None else [])
 
 
 def _by_task(trajs: list[Any], tasks: list[Any]) -> list[float]:
@@ -128,14 +152,17 @@ def main() -> None:
     parser.add_argument("--chain", type=int, default=60, help="train tasks in the SAGE chain")
     parser.add_argument("--heldout", type=int, default=60)
     parser.add_argument("--skill", type=float, default=0.5, help="from-scratch success probability of the policy")
+    parser.add_argument("--agent", choices=("scripted", "embedded"), default="scripted",
+                        help="who plays the held-out tasks: the scripted coder or the embedded model (greedy)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     results = {}
+    agents = heldout_agents(args)
     with tempfile.TemporaryDirectory() as tmp:
         for mode in ("read-write", "off"):
-            results[mode] = run_arm(mode, args, f"{tmp}/{mode}")
-    print(f"family {args.family} d={args.difficulty}, chain {args.chain}, held-out {args.heldout}, "
-          f"from-scratch success {args.skill}")
+            results[mode] = run_arm(mode, args, f"{tmp}/{mode}", agents)
+    print(f"family {args.family} d={args.difficulty}, chain {args.chain} (scripted, from-scratch success "
+          f"{args.skill}), held-out {args.heldout} played by the {args.agent} agent")
     for mode, (chain, held, info) in results.items():
         print(f"  skills {mode:10s} chain {summary(chain)}  held-out {summary(held)}  {info}")
     diff = [a - b for a, b in zip(results["read-write"][1], results["off"][1], strict=True)]

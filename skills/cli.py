@@ -34,7 +34,7 @@ def _library(run_dir: Path, run_id: str | None, snapshot: str | None = None):
 def list_cmd(run_dir: RunDir, run_id: Annotated[str | None, typer.Option("--run")] = None,
              retired: Annotated[bool, typer.Option("--retired", help="include retired skills")] = False,
              snapshot: Annotated[str | None, typer.Option(help="list a pinned snapshot")] = None) -> None:
-    """Every skill: version, uses, successes, success rate, status, description."""
+    """Every skill: version, uses and successes of that version, success rate, status, description."""
     library = _library(run_dir, run_id, snapshot)
     skills = sorted(library.skills(include_retired=retired), key=lambda s: (-s.uses, s.name))
     table = Table("name", "version", "uses", "successes", "rate", "status", "description", box=None,
@@ -68,4 +68,5 @@ def show_cmd(run_dir: RunDir, name: Annotated[str, typer.Argument(help="skill na
     versions = library.versions(name)
     console.print(f"--- {len(versions)} stored rows ---", markup=False)
     for v in versions:
-        console.print(f"v{v.version} {v.status}: {v.description}", markup=False)
+        console.print(f"v{v.version} {v.status}, uses {v.uses}, successes {v.successes}: {v.description}",
+                      markup=False)

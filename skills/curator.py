@@ -2,22 +2,23 @@
 
 ``SkillCurator.update`` runs once per iteration (read-write mode) on that iteration's episodes:
 
-1. **usage**: an episode *used* a skill when its final code imports it from ``skills``; uses and
-   successes are added to the library's stats;
+1. **usage**: an episode *used* a skill when its final code imports it from ``skills`` or defines
+   a copy of it; uses and successes are added to the stats of the skill's current version;
 2. **retirement**: a skill used at least ``retire_min_uses`` times whose success rate when used is
    below ``retire_below`` is retired (it stays in the store, out of prompts and the module);
 3. **extraction**: for up to ``max_candidates`` successful episodes (one per task, held-out never),
    one batched ``generate`` of the extraction prompt; each answer is parsed, verified in the
    sandbox, and then added, or merged as a new version of a skill with the same name or nearly
-   the same code (token Jaccard >= ``merge_similarity``).
+   the same code (token Jaccard >= ``merge_similarity``) whose tests it also passes.
 """
 
 from __future__ import annotations
 
 import ast
+import copy
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -46,9 +47,30 @@ def final_code(traj: Trajectory) -> str | None:
     return None
 
 
-def skills_used(code: str | None, names: Iterable[str]) -> list[str]:
-    """Library skills that ``code`` takes from module ``skills`` (``from skills import x``,
-    ``import skills`` + ``skills.x``)."""
+def _shape(fn: ast.FunctionDef) -> str:
+    """A function's AST without its docstring and annotations (what a verbatim copy keeps)."""
+    fn = copy.deepcopy(fn)
+    if ast.get_docstring(fn) is not None:
+        fn.body = fn.body[1:] or [ast.Pass()]
+    fn.returns = None
+    for arg in ast.walk(fn.args):
+        if isinstance(arg, ast.arg):
+            arg.annotation = None
+    return ast.dump(ast.Module(body=[fn], type_ignores=[]), annotate_fields=False)
+
+
+def _shapes(code: str) -> dict[str, str]:
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return {}
+    return {n.name: _shape(n) for n in tree.body if isinstance(n, ast.FunctionDef)}
+
+
+def skills_used(code: str | None, names: Iterable[str] | Mapping[str, str]) -> list[str]:
+    """Library skills that ``code`` uses: takes from module ``skills`` (``from skills import x``,
+    ``import skills`` + ``skills.x``) or, when ``names`` maps each name to the skill's code, defines
+    as a copy (the same function, docstring and annotations aside)."""
     if not code:
         return []
     try:
@@ -61,6 +83,9 @@ def skills_used(code: str | None, names: Iterable[str]) -> list[str]:
             found |= {a.name for a in node.names} if not any(a.name == "*" for a in node.names) else known
         elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "skills":
             found.add(node.attr)
+    if isinstance(names, Mapping):
+        mine = {n.name: _shape(n) for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in known}
+        found |= {name for name, shape in mine.items() if shape == _shapes(names[name]).get(name)}
     return sorted(found & known)
 
 
@@ -110,7 +135,7 @@ class SkillCurator:
         return metrics
 
     def _usage(self, episodes: Sequence[Trajectory]) -> dict[str, float]:
-        names = [s.name for s in self.library.skills(include_retired=True)]
+        names = {s.name: s.code for s in self.library.skills(include_retired=True)}
         counts: Counter[str] = Counter()
         wins: Counter[str] = Counter()
         for traj in episodes:
@@ -135,14 +160,15 @@ class SkillCurator:
     def extract(self, episodes: Sequence[Trajectory], tasks_by_id: dict[str, Task]) -> dict[str, float]:
         """Propose, verify and add skills from successful episodes (one per task)."""
         self.rejections = []
-        names = [s.name for s in self.library.skills(include_retired=True)]
+        library = {s.name: s.code for s in self.library.skills(include_retired=True)}
+        names = list(library)
         chosen: dict[str, tuple[Trajectory, str]] = {}
         for traj in episodes:
             task = tasks_by_id.get(traj.task_id)
             code = final_code(traj) if traj.success else None
             if task is None or task.split == "heldout" or code is None or traj.task_id in chosen:
                 continue
-            if skills_used(code, names):
+            if skills_used(code, library):
                 continue  # solved with the library already: nothing new to learn from it
             chosen[traj.task_id] = (traj, code)
             if len(chosen) >= self.config.max_candidates:
@@ -174,10 +200,16 @@ class SkillCurator:
         return self.add_verified(candidate, source_trajectory_id=traj.id, source_task_id=task.id)
 
     def add_verified(self, candidate: Candidate, *, source_trajectory_id: str = "", source_task_id: str = "") -> str:
-        """Add a verified candidate, or merge it into its near-duplicate; ``"added"`` or ``"merged"``."""
+        """Add a verified candidate, or merge it into the skill it is a version of (``"added"`` or
+        ``"merged"``). A candidate that takes the name of a skill whose tests it fails is added
+        under a free name (``name_2``, ...): a new version never breaks what the old one did."""
         twin = self._twin(candidate)
-        if twin is not None and twin.name != candidate.name:
+        if twin is not None:
             candidate = _rename(candidate, twin.name)
+        elif self.library.get(candidate.name) is not None:
+            taken = {s.name for s in self.library.skills(include_retired=True)}
+            free = next(name for i in range(2, len(taken) + 3) if (name := f"{candidate.name}_{i}") not in taken)
+            candidate = _rename(candidate, free)
         skill = Skill(name=candidate.name, description=candidate.description, code=candidate.code,
                       signature=candidate.signature, tests=candidate.tests, source_trajectory_id=source_trajectory_id,
                       source_task_id=source_task_id, author_checkpoint_id=self.checkpoint_id)
@@ -185,13 +217,12 @@ class SkillCurator:
         return "merged" if twin is not None else "added"
 
     def _twin(self, candidate: Candidate) -> Skill | None:
-        """The skill this candidate is a version of: the same name, or similar code that also passes
-        that skill's tests (short functions share many tokens without doing the same thing)."""
+        """The skill this candidate is a version of: one with the same name or similar code (token
+        Jaccard >= ``merge_similarity``) whose tests the candidate also passes (short functions
+        share many tokens without doing the same thing)."""
         similar: list[tuple[float, Skill]] = []
         for skill in self.library.skills(include_retired=True):
-            if skill.name == candidate.name:
-                return skill
-            score = _jaccard(skill.code, candidate.code)
+            score = 1.0 if skill.name == candidate.name else _jaccard(skill.code, candidate.code)
             if score >= self.config.merge_similarity:
                 similar.append((score, skill))
         for _, skill in sorted(similar, key=lambda pair: -pair[0]):

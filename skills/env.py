@@ -2,10 +2,11 @@
 
 ``SkillsWrapper`` wraps a ``selfgym/Code-v0`` env. At each reset it writes the library's active
 skills into ``skills.py`` next to the agent's code (``from skills import name`` works in the
-sandbox); after each step it records which library skills the submitted code imported
-(``info["skills_used"]``, kept on the stored turn) and, when the episode succeeds using one, adds ``reward_bonus`` to the
-reward (``info["skill_bonus"]``): SAGE's skill-integrated reward. Trainers that score episodes by
-total reward (``trainer.grpo.reward = "total"``) see it; success stays the env's verdict.
+sandbox); after each step it records which library skills the submitted code imported or copied
+(``info["skills_used"]``, kept on the stored turn) and, when the episode succeeds using one, adds
+``reward_bonus`` to the reward (``info["skill_bonus"]``): SAGE's skill-integrated reward. Trainers
+that score episodes by total reward (``trainer.grpo.reward = "total_reward"``, the default) see
+it; success stays the env's verdict.
 """
 
 from __future__ import annotations
@@ -31,16 +32,16 @@ class SkillsWrapper(gymnasium.Wrapper):
                             "skills run in the code env")
         self.library = library
         self.reward_bonus = library.config.reward_bonus if reward_bonus is None else reward_bonus
-        self._names: list[str] = []
+        self._library: dict[str, str] = {}  # name -> code of the skills importable this episode
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
-        self._names = [s.name for s in self.library.skills()]
+        self._library = {s.name: s.code for s in self.library.skills()}
         self.env.unwrapped.extra_files = {"skills.py": self.library.module_source()}
         return self.env.reset(seed=seed, options=options)
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        used = skills_used(getattr(self.env.unwrapped, "last_code", None), self._names)
+        used = skills_used(getattr(self.env.unwrapped, "last_code", None), self._library)
         if used:
             record = {"skills_used": used}
             if info.get("success") and self.reward_bonus:

@@ -4,7 +4,9 @@ A ``Skill`` is one Python function with a description, its signature, the tests 
 and where it came from. The library keeps skills in the run store's append-only ``memory`` table
 (``kind="skill"``, ``key`` = the skill's name): every change (a new version after a merge, a
 retirement) is a new row, and the newest row of a name is the skill. Usage counts live in the
-run's state (``skills/usage``), updated once per iteration.
+run's state (``skills/usage``, per version: a new version starts with a clean record), updated once
+per iteration. A library object reads the store once and then sees the writes made through it
+(``refresh`` re-reads, e.g. for another process's writes).
 
 As a ``Retriever`` (``kind = "skill"``) the library returns the top-k active skills for a task by
 BM25 over name, description and signature (``bm25s``), or by cosine similarity of sentence
@@ -47,6 +49,8 @@ class SkillsConfig:
                                           "iteration)"})
     k: int = field(default=3, metadata={"help": "skills shown in the prompt per task"})
     retriever: Literal["bm25", "dense"] = field(default="bm25", metadata={"help": "bm25 | dense (MiniLM embeddings)"})
+    min_similarity: float = field(
+        default=0.2, metadata={"help": "dense retrieval: cosine similarity below which a skill is not shown"})
     reward_bonus: float = field(
         default=0.0, metadata={"help": "added to the reward of a successful episode whose code used a library skill"})
     max_candidates: int = field(default=8, metadata={"help": "successful episodes sent to extraction per iteration"})
@@ -147,6 +151,7 @@ class SkillLibrary:
         self._index_key: tuple[str, ...] | None = None
         self._index: Any = None
         self._encoder: Any = None
+        self._latest: list[Skill] | None = None  # newest row per name, with usage; None = read the store
 
     @property
     def read_only(self) -> bool:
@@ -157,21 +162,30 @@ class SkillLibrary:
         """The current version of every skill (newest row per name), with its usage stats."""
         if self._pinned is not None:
             return list(self._pinned)
-        latest: dict[str, Skill] = {}
-        for row in self.store.memory(KIND):
-            if row.get("run_id") in (None, self.run_id):
-                latest[row["key"]] = Skill.from_content(row)
-        usage = self.store.get_state(self.run_id, USAGE_STATE, {})
-        out = [replace(s, uses=usage.get(s.name, [0, 0])[0], successes=usage.get(s.name, [0, 0])[1])
-               for s in latest.values()]
-        return [s for s in out if include_retired or s.status == "active"]
+        if self._latest is None:
+            latest: dict[str, Skill] = {}
+            for row in self.store.memory(KIND):
+                if row.get("run_id") in (None, self.run_id):
+                    latest[row["key"]] = Skill.from_content(row)
+            usage = self.store.get_state(self.run_id, USAGE_STATE, {})
+            self._latest = [replace(s, uses=usage.get(s.id, [0, 0])[0], successes=usage.get(s.id, [0, 0])[1])
+                            for s in latest.values()]
+        return [s for s in self._latest if include_retired or s.status == "active"]
+
+    def refresh(self) -> None:
+        """Forget what was read from the store (to see writes made elsewhere)."""
+        self._latest = None
 
     def get(self, name: str) -> Skill | None:
         return next((s for s in self.skills(include_retired=True) if s.name == name), None)
 
     def versions(self, name: str) -> list[Skill]:
-        """Every stored row of a skill, oldest first (new versions and retirements)."""
-        return [Skill.from_content(r) for r in self.store.memory(KIND, key=name)]
+        """Every stored row of a skill, oldest first (new versions and retirements), each with the
+        usage of its version."""
+        usage = self.store.get_state(self.run_id, USAGE_STATE, {})
+        rows = [Skill.from_content(r) for r in self.store.memory(KIND, key=name)
+                if r.get("run_id") in (None, self.run_id)]
+        return [replace(s, uses=usage.get(s.id, [0, 0])[0], successes=usage.get(s.id, [0, 0])[1]) for s in rows]
 
     def module_source(self) -> str:
         """The ``skills`` module: every active skill's code (imports first), importable in the sandbox."""
@@ -209,9 +223,13 @@ class SkillLibrary:
             from selfgym.decontam import _Encoder  # the packaged all-MiniLM-L6-v2 sentence encoder
 
             self._encoder = _Encoder()
-        vectors = self._encoder.encode([f"{s.name}: {s.description}" for s in skills] + [task.prompt])
-        scores = vectors[:-1] @ vectors[-1]
-        return [skills[i] for i in np.argsort(-scores, kind="stable")[:k]]
+        key = tuple(s.id for s in skills)
+        if key != self._index_key:  # skill vectors kept while the library is unchanged
+            self._index = self._encoder.encode([f"{s.name}: {s.description}" for s in skills])
+            self._index_key = key
+        scores = self._index @ self._encoder.encode([task.prompt])[0]
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [skills[i] for i in order if scores[i] >= self.config.min_similarity]
 
     # ------------------------------------------------------------------ writing
     def _check_writable(self) -> None:
@@ -225,8 +243,10 @@ class SkillLibrary:
         if current is not None:
             skill = replace(skill, version=current.version + 1, created=current.created, updated=time.time(),
                             status="active")
+        skill = replace(skill, uses=0, successes=0)
         self.store.add_memory(new_id("skill-"), KIND, skill.name, skill.to_content(), version=skill.version,
                               run_id=self.run_id)
+        self._latest = None
         return skill
 
     def retire(self, name: str) -> None:
@@ -237,15 +257,20 @@ class SkillLibrary:
             self.store.add_memory(new_id("skill-"), KIND, name,
                                   replace(current, status="retired", updated=time.time()).to_content(),
                                   version=current.version, run_id=self.run_id)
+            self._latest = None
 
     def record_usage(self, counts: dict[str, tuple[int, int]]) -> None:
-        """Add ``{name: (uses, successes)}`` to the stored usage stats."""
+        """Add ``{name: (uses, successes)}`` to the stats of each skill's current version."""
         self._check_writable()
         usage = self.store.get_state(self.run_id, USAGE_STATE, {})
         for name, (uses, successes) in counts.items():
-            old = usage.get(name, [0, 0])
-            usage[name] = [old[0] + uses, old[1] + successes]
+            skill = self.get(name)
+            if skill is None:
+                raise KeyError(f"no skill {name!r} in the library")
+            old = usage.get(skill.id, [0, 0])
+            usage[skill.id] = [old[0] + uses, old[1] + successes]
         self.store.set_state(self.run_id, USAGE_STATE, usage)
+        self._latest = None
 
     def snapshot(self, checkpoint_id: str | None = None) -> str:
         """Freeze the active skills (with stats) under a new id tied to ``checkpoint_id``; return the id."""
@@ -257,4 +282,5 @@ class SkillLibrary:
     def snapshots(self) -> list[dict[str, Any]]:
         """Stored snapshots, oldest first: ``id``, ``checkpoint_id``, ``n_skills``, ``created_at``."""
         return [{"id": r["key"], "checkpoint_id": r["checkpoint_id"], "n_skills": len(r["skills"]),
-                 "created_at": r["created_at"]} for r in self.store.memory(SNAPSHOT_KIND)]
+                 "created_at": r["created_at"]} for r in self.store.memory(SNAPSHOT_KIND)
+                if r.get("run_id") in (None, self.run_id)]

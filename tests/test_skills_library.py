@@ -180,6 +180,15 @@ def test_usage_is_read_from_imports_only():
     assert skills_used("def broken(:", names) == []
 
 
+def test_a_verbatim_copy_of_a_skill_counts_as_a_use():
+    library = {"digit_sum": parse_candidate(GOOD).code, "reverse_words": parse_candidate(WORDS).code}
+    copied = "def digit_sum(n: int) -> int:\n    return sum(int(c) for c in str(abs(n)))\n\ndef f(n):\n    return digit_sum(n)"
+    assert skills_used(copied, library) == ["digit_sum"]  # docstring and annotations aside, the same function
+    assert skills_used(copied, list(library)) == []  # names only: imports only
+    changed = copied.replace("abs(n)", "n")
+    assert skills_used(changed, library) == []
+
+
 def test_cli_lists_and_shows_the_library(library, tmp_path):
     SkillCurator(library, FixedPolicy(GOOD), sandbox=_env().unwrapped.sandbox).add_verified(
         parse_candidate(GOOD), source_task_id="digits/a")
