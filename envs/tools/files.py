@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,28 @@ _MAX_WRITE = 100_000
 _MAX_FILES = 200
 
 
+def _workspace_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """An OS error names its path relative to the workspace: the agent sees its files, not the host's layout."""
+
+    @functools.wraps(fn)
+    def wrapper(self: FileWorld, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except OSError as exc:
+            if exc.filename is None:
+                raise
+            raise type(exc)(exc.errno, exc.strerror, self._shown(exc.filename)) from None
+
+    return wrapper
+
+
 class FileWorld:
     """A small file system rooted in one directory; every path is resolved inside it.
 
     Paths are relative to the root (a leading ``/`` means the root too); ``..`` and symbolic links
-    that lead outside raise ``PermissionError``.
+    that lead outside raise ``PermissionError`` (a link is followed before the check, so a link out
+    of the root, or a dangling one whose target would lie outside, is never read or written
+    through). Errors name paths relative to the root.
     """
 
     def __init__(self, root: Path) -> None:
@@ -49,7 +67,14 @@ class FileWorld:
     def _rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix() or "."
 
+    def _shown(self, filename: str | bytes | int) -> str:
+        path = Path(os.fsdecode(filename)) if not isinstance(filename, int) else None
+        if path is not None and path.is_absolute() and path.is_relative_to(self.root):
+            return self._rel(path)
+        return "(outside the workspace)"
+
     @tool
+    @_workspace_errors
     def list_dir(self, path: str = ".") -> list[str]:
         """List a directory (sub-directories end with '/').
 
@@ -62,6 +87,7 @@ class FileWorld:
         return sorted(f"{p.name}/" if p.is_dir() else p.name for p in target.iterdir())
 
     @tool
+    @_workspace_errors
     def read_file(self, path: str) -> str:
         """Read a text file.
 
@@ -80,6 +106,7 @@ class FileWorld:
             return fh.read(_MAX_READ)
 
     @tool
+    @_workspace_errors
     def write_file(self, path: str, content: str) -> str:
         """Write a text file (created with its directories, or overwritten).
 
@@ -99,6 +126,7 @@ class FileWorld:
         return f"wrote {len(content)} characters to {self._rel(target)}"
 
     @tool
+    @_workspace_errors
     def delete_file(self, path: str) -> str:
         """Delete a file.
 

@@ -1,7 +1,9 @@
 """SQLite tools on a per-episode database file, and the ``tools-sql`` family.
 
-Queries run on a read-only connection (``mode=ro``) with a deadline, so an agent cannot change
-data through ``run_query``; ``insert_row`` is the only write and checks table and column names.
+Queries run on a read-only connection (``mode=ro``) with a deadline and an authorizer that lets a
+statement read this episode's database and nothing else (``_ReadGuard``), so an agent can neither
+change data through ``run_query`` nor reach another file; ``insert_row`` is the only write and
+checks table and column names.
 """
 
 from __future__ import annotations
@@ -32,6 +34,54 @@ CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL REFERE
 """
 _MAX_ROWS = 50
 
+# Authorizer actions by code, for refusals that name what was asked ("CREATE TEMP TABLE").
+_ACTIONS = {getattr(sqlite3, f"SQLITE_{name}"): name.replace("_", " ") for name in (
+    "CREATE_INDEX", "CREATE_TABLE", "CREATE_TEMP_INDEX", "CREATE_TEMP_TABLE", "CREATE_TEMP_TRIGGER",
+    "CREATE_TEMP_VIEW", "CREATE_TRIGGER", "CREATE_VIEW", "DELETE", "DROP_INDEX", "DROP_TABLE", "DROP_TEMP_INDEX",
+    "DROP_TEMP_TABLE", "DROP_TEMP_TRIGGER", "DROP_TEMP_VIEW", "DROP_TRIGGER", "DROP_VIEW", "INSERT", "PRAGMA",
+    "READ", "SELECT", "TRANSACTION", "UPDATE", "ATTACH", "DETACH", "ALTER_TABLE", "REINDEX", "ANALYZE",
+    "CREATE_VTABLE", "DROP_VTABLE", "FUNCTION", "SAVEPOINT", "RECURSIVE")}
+_READS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE}
+# Pragmas that describe this database's tables and nothing else (no file names, no settings).
+_SCHEMA_PRAGMAS = frozenset({"table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",
+                             "foreign_key_list"})
+# Functions that reach the file system or process memory (the last three exist in some builds only).
+_DENIED_FUNCTIONS = frozenset({"load_extension", "fts3_tokenizer", "readfile", "writefile", "edit"})
+
+
+class _ReadGuard:
+    """SQLite authorizer for ``run_query``: reads of the episode's database, nothing else.
+
+    Refused: ``ATTACH``/``DETACH`` (and ``VACUUM INTO``, which attaches its target) since they
+    reach other files; pragmas other than the schema ones (``database_list`` shows host paths,
+    others change settings); writes, temp tables and transactions; ``load_extension`` and the like.
+    ``refused`` names the statement's first refusal, for the agent's observation.
+    """
+
+    def __init__(self) -> None:
+        self.refused: str | None = None
+
+    def __call__(self, action: int, arg1: str | None, arg2: str | None, db: str | None, source: str | None) -> int:
+        if action in _READS:
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_PRAGMA and (arg1 or "").lower() in _SCHEMA_PRAGMAS:
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() not in _DENIED_FUNCTIONS:
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_UPDATE and arg1 in ("sqlite_master", "sqlite_temp_master") and source is None:
+            # SQLite's own step when a pragma table-valued function (pragma_table_info) is first used;
+            # a user's UPDATE of the schema table is refused by SQLite itself, and main is read-only.
+            return sqlite3.SQLITE_OK
+        name = _ACTIONS.get(action, f"action {action}")
+        if arg1 in ("sqlite_master", "sqlite_temp_master"):  # CREATE and DROP start by writing the schema table
+            name = "changing the schema (CREATE, DROP)"
+        elif action == sqlite3.SQLITE_PRAGMA:
+            name = f"PRAGMA {arg1}"
+        elif action == sqlite3.SQLITE_FUNCTION:
+            name = f"function {arg2}"
+        self.refused = self.refused or name
+        return sqlite3.SQLITE_DENY
+
 
 class SqlWorld:
     """One episode's SQLite database file and its tools."""
@@ -43,6 +93,7 @@ class SqlWorld:
         self.db.execute("PRAGMA foreign_keys = ON")
         self.db.execute("PRAGMA synchronous = OFF")  # an episode's database need not survive a power cut
         self._reader: sqlite3.Connection | None = None
+        self._guard = _ReadGuard()
 
     def load(self, payload: dict[str, Any]) -> None:
         self.db.executescript(f"BEGIN; {_SCHEMA} COMMIT;")
@@ -57,6 +108,8 @@ class SqlWorld:
         if self._reader is None:
             self._reader = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
             self._reader.row_factory = sqlite3.Row
+            self._reader.set_authorizer(self._guard)
+            self._reader.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)  # a second lock on other files
         return self._reader
 
     def close(self) -> None:
@@ -102,9 +155,13 @@ class SqlWorld:
         deadline = time.monotonic() + self.query_timeout_s
         self.reader.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
         cursor = self.reader.cursor()
+        self._guard.refused = None
         try:
             rows = cursor.execute(sql).fetchmany(_MAX_ROWS + 1)
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:
+            if self._guard.refused is not None:
+                raise PermissionError(f"{self._guard.refused} is not allowed: run_query is readonly and reads this "
+                                      "episode's database only (SELECT or WITH, PRAGMA table_info)") from None
             if "interrupted" in str(exc):
                 raise TimeoutError(f"the query ran longer than {self.query_timeout_s:g} s and was stopped") from None
             raise
