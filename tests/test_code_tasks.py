@@ -63,14 +63,27 @@ def test_every_variant_reference_passes_and_a_do_nothing_fails(box):
             assert not bad.passed, task.id
 
 
+def _shown_examples(prompt: str) -> list[tuple[str, tuple, object]]:
+    """``(call, args, expected)`` of each ``name(args) == expected`` line under the prompt's "Examples:"."""
+    shown = []
+    for line in prompt.split("Examples:\n", 1)[1].splitlines():
+        compare = ast.parse(line.strip(), mode="eval").body
+        assert isinstance(compare, ast.Compare) and isinstance(compare.left, ast.Call), line
+        args = tuple(ast.literal_eval(a) for a in compare.left.args)
+        shown.append((ast.unparse(compare.left), args, ast.literal_eval(compare.comparators[0])))
+    return shown
+
+
 def test_expected_values_are_python_literals_and_examples_are_hidden_tests_too():
     for task in VARIANT_TASKS.values():
-        for test in task.payload["tests"]:
-            ast.literal_eval(test["args"])
-            ast.literal_eval(test["expected"])
-        shown = [f"{t['args']}" for t in task.payload["tests"][:2]]
-        assert all(example in task.prompt for example in task.payload["examples"]), task.id
-        assert len(task.payload["tests"]) > len(shown)
+        hidden = [(ast.literal_eval(t["args"]), ast.literal_eval(t["expected"])) for t in task.payload["tests"]]
+        shown = _shown_examples(task.prompt)
+        assert len(shown) == len(task.payload["examples"]) >= 1, task.id
+        assert [call for call, _, _ in shown] == [ast.unparse(ast.parse(e, mode="eval")) for e in
+                                                  task.payload["examples"]], task.id
+        for call, args, expected in shown:  # what the prompt promises is checked, with the same value
+            assert (args, expected) in hidden, f"{task.id}: example {call} == {expected!r} is not a hidden test"
+        assert len(hidden) > len(shown), task.id  # and there are tests the agent never saw
 
 
 def test_same_seed_same_task_and_heldout_seeds_are_a_separate_split():

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from selfgym.agents.models import load_model
 from selfgym.errors import ConfigError
 from selfgym.store import Store
 from selfgym.trainers import (
@@ -78,13 +79,12 @@ def test_lora_checkpoint_round_trip_and_registration(tmp_path):
 
 
 def test_the_policy_backends_loader_reads_a_lora_checkpoint(tmp_path):
-    models = pytest.importorskip("selfgym.agents.models")
     base_dir = tmp_path / "base"
     tiny_causal_lm(seed=0).save_pretrained(base_dir)
     tiny_tokenizer().save_pretrained(base_dir)
     model = trained(LoraSettings(r=4, alpha=8))
     save_checkpoint(model, tmp_path / "ckpt", algorithm="grpo", base_model=str(base_dir), tokenizer=tiny_tokenizer())
-    loaded, tokenizer = models.load_model(tmp_path / "ckpt", device="cpu")
+    loaded, tokenizer = load_model(tmp_path / "ckpt", device="cpu")
     assert tokenizer.convert_tokens_to_ids("t5") == 5
     assert torch.allclose(logits(loaded), logits(model), atol=1e-5)
 

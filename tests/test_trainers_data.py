@@ -19,6 +19,7 @@ from selfgym.trainers.data import (
     sft_labels,
     trajectory_rows,
 )
+from selfgym.trainers.run import candidate_trajectories
 from selfgym.types import Task, Trajectory, Turn
 
 # Prompt tokens are 100-199, the agent's tokens 200-299, observation tokens 300-399, so each
@@ -167,10 +168,20 @@ def test_rows_survive_the_sqlite_store_token_for_token(tmp_path):
         assert np.allclose(a.behaviour_logprobs, b.behaviour_logprobs, equal_nan=True)
 
 
-def test_heldout_trajectories_never_pass():
+def test_heldout_trajectories_never_pass(tmp_path):
     train = Trajectory(task_id="train-1", env_id="e")
     held = Trajectory(task_id="held-1", env_id="e")
     assert exclude_heldout([train, held], {"held-1"}) == [train]
     with pytest.raises(ConfigError, match="held-out"):
         exclude_heldout([train, held], {"held-1"}, strict=True)
-    assert Task(id="held-1", family="f", prompt="p", split="heldout").split == "heldout"
+    # what a trainer reads from a run store: the store's split decides, token-exact episodes on both
+    on_train, on_held = dialogue(2), dialogue(2)
+    on_train.task_id, on_held.task_id = "train-1", "held-1"
+    with Store(tmp_path) as store:
+        store.add_tasks([Task(id="train-1", family="f", prompt="p"),
+                         Task(id="held-1", family="f", prompt="p", split="heldout")])
+        for traj in (on_train, on_held):
+            store.add_trajectory(traj)
+        kept, stats = candidate_trajectories(store)
+    assert [t.id for t in kept] == [on_train.id]
+    assert stats["data/found"] == 2 and stats["data/left_out_heldout"] == 1
