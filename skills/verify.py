@@ -2,7 +2,9 @@
 
 Two checks, both run in the same isolated sandbox as the agent's code:
 
-1. **its own tests**: the function and its ``assert`` lines run as one program and must exit 0;
+1. **its own tests**: each top-level statement of its ``assert`` lines is a test of the code
+   verifier (evaluated by the harness's runner process, out of the skill's reach: a skill cannot
+   pass by exiting early or by patching the checks);
 2. **the originating task's tests**: the code that solved the task must still pass them with the
    skill defined next to it (``skills.py`` importable, the function in the same namespace), and
    when the skill has the task's entry-point name, the skill alone must pass them.
@@ -10,6 +12,7 @@ Two checks, both run in the same isolated sandbox as the agent's code:
 
 from __future__ import annotations
 
+import ast
 from typing import Any
 
 from selfgym.types import Task
@@ -31,16 +34,22 @@ def code_sandbox() -> Any:
 def verify_candidate(sandbox: Any, candidate: Candidate, *, task: Task | None = None,
                      solution: str | None = None) -> str | None:
     """``None`` when the candidate passes both checks, else the reason it failed."""
-    result = sandbox.exec(candidate.code + "\n\n" + candidate.tests + "\n", timeout_s=TEST_TIMEOUT_S)
-    if result.timed_out:
-        return "its own tests timed out"
-    if result.exit_code != 0:
-        last = (result.stderr.strip().splitlines() or ["exit code " + str(result.exit_code)])[-1]
-        return f"its own tests failed: {last[:200]}"
+    from selfgym.envs.code.feedback import format_feedback
+    from selfgym.envs.code.verifier import VerifierConfig, verify
+
+    try:
+        tree = ast.parse(candidate.tests)
+    except SyntaxError as exc:
+        return f"its tests do not parse: {exc.msg} (line {exc.lineno})"
+    statements = [ast.get_source_segment(candidate.tests, node) or "" for node in tree.body]
+    if not statements:
+        return "it has no tests"
+    own = verify(sandbox, candidate.code, {"entry_point": candidate.name, "tests": statements},
+                 VerifierConfig(test_timeout_s=TEST_TIMEOUT_S))
+    if not own.passed:
+        return f"its own tests failed: {format_feedback(own)[:300]}"
     if task is None or solution is None or "tests" not in task.payload and "test_code" not in task.payload:
         return None
-    from selfgym.envs.code.verifier import verify
-
     files = {"skills.py": candidate.code}
     verdict = verify(sandbox, candidate.code + "\n\n" + solution, task.payload, files=files)
     if not verdict.passed:

@@ -23,6 +23,8 @@ def describe_outcome(outcome: TestOutcome, *, reveal: bool = True) -> str:
     label = outcome.label if reveal else "a hidden test"
     if outcome.timed_out:
         return f"{label} did not finish in time (an infinite loop, or too slow?)"
+    if outcome.error and outcome.error.startswith("your "):  # the harness on the program, not an exception
+        return f"{label} failed: {outcome.error}"
     if outcome.error:
         text = f"{label} raised {outcome.error}" if reveal else f"{label} raised {outcome.error.split(':')[0]}"
         if reveal and outcome.traceback:
@@ -48,6 +50,8 @@ def format_feedback(verdict: Verdict, *, mode: FeedbackMode = "first_failure") -
         return text if "\n" in text else text + "."
     failures = verdict.failures
     lines = [f"{verdict.n_passed}/{verdict.n_tests} tests passed."]
+    if not failures:  # fewer outcomes than tests: the verifier rejects such reports; never index into none
+        return lines[0]
     if mode == "summary":
         lines += [f"- {describe_outcome(f, reveal=False)}" for f in failures[:MAX_LISTED]]
     elif mode == "all_failures":

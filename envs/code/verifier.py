@@ -14,18 +14,24 @@ run (broken sandbox, a harness without a report although the program did not exi
 
 from __future__ import annotations
 
+import ast
 import json
+import logging
 import secrets
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
+from selfgym.errors import InfrastructureError
 from selfgym.types import ExecResult
 
+from .harness import call_label
 from .sandbox import Sandbox
 
 __all__ = ["HARNESS_MODULE", "TestOutcome", "Verdict", "VerifierConfig", "harness_source", "test_kind", "verify"]
+
+log = logging.getLogger(__name__)
 
 TestKind = Literal["call", "assert", "check", "stdio"]
 
@@ -112,7 +118,12 @@ def test_kind(payload: dict[str, Any]) -> TestKind:
 def verify(sandbox: Sandbox, code: str, payload: dict[str, Any], config: VerifierConfig | None = None, *,
            files: dict[str, str] | None = None) -> Verdict:
     """Run ``code`` against the tests in ``payload`` inside ``sandbox``; ``files`` are extra modules
-    placed next to it (e.g. ``skills.py``, importable by the code)."""
+    placed next to it (e.g. ``skills.py``, importable by the code).
+
+    The tests and a one-time nonce reach the harness's runner process on stdin (never on disk);
+    the candidate runs in a process of its own (see ``harness.py``). The report is checked here as
+    untrusted input: anything but one well-formed report line is a failed verdict saying why.
+    """
     config = config or VerifierConfig()
     kind = test_kind(payload)
     if kind == "stdio":
@@ -125,23 +136,31 @@ def verify(sandbox: Sandbox, code: str, payload: dict[str, Any], config: Verifie
         "setup_code": payload.get("setup_code", ""), "test_timeout_s": config.test_timeout_s,
         "load_timeout_s": config.test_timeout_s, "check_timeout_s": max(total - config.test_timeout_s - 0.5, 1.0),
     }
-    nonce = secrets.token_hex(8)
-    files = {**(files or {}), "solution.py": code, "spec.json": json.dumps(spec)}
+    nonce = secrets.token_hex(16)
+    files = {**(files or {}), "solution.py": code}
     if HARNESS_MODULE not in getattr(sandbox, "preloaded", ()):
         files[f"{HARNESS_MODULE}.py"] = harness_source()
-    result = sandbox.exec(_RUN_HARNESS, stdin=nonce + "\n", files=files, timeout_s=total, memory_mb=config.memory_mb)
-    return _verdict(result, nonce, n_tests, total, config)
+    result = sandbox.exec(_RUN_HARNESS, stdin=nonce + "\n" + json.dumps(spec), files=files, timeout_s=total,
+                          memory_mb=config.memory_mb)
+    return _verdict(result, nonce, spec, n_tests, total, config)
 
 
-def _verdict(result: ExecResult, nonce: str, n_tests: int, total: float, config: VerifierConfig) -> Verdict:
-    marker = f"@@result-{nonce}@@"
-    report = None
-    for line in reversed(result.stdout.splitlines()):
-        if line.startswith(marker):
-            report = json.loads(line[len(marker):])
-            break
+class _BadReport(Exception):
+    """The harness's report is not what a sound harness prints."""
+
+
+def _verdict(result: ExecResult, nonce: str, spec: dict[str, Any], n_tests: int, total: float,
+             config: VerifierConfig) -> Verdict:
+    try:
+        report = _read_report(result.stdout, nonce, spec, n_tests)
+    except _BadReport as exc:
+        log.warning("code verifier: rejected the harness report: %s", exc)
+        return Verdict(n_tests=n_tests, problem=f"the test report could not be trusted ({exc}); no test counts as "
+                       "passed", problem_kind="report", exec_result=result)
     if report is None:
         return _no_report(result, n_tests, total, config)
+    if "harness_error" in report:
+        raise InfrastructureError(f"the task's own test code failed in the sandbox: {report['harness_error']}")
     common = {"n_tests": n_tests, "stdout": report.get("stdout", ""), "exec_result": result}
     if "syntax_error" in report:
         err = report["syntax_error"]
@@ -162,6 +181,93 @@ def _verdict(result: ExecResult, nonce: str, n_tests: int, total: float, config:
         return Verdict(problem=text, problem_kind="missing", **common)
     outcomes = tuple(TestOutcome(**outcome) for outcome in report["tests"])
     return Verdict(outcomes=outcomes, **common)
+
+
+_OUTCOME_FIELDS = {"passed": (bool,), "label": (str,), "expected": (str, type(None)), "got": (str, type(None)),
+                   "error": (str, type(None)), "traceback": (str, type(None)), "timed_out": (bool,)}
+_PROBLEM_FIELDS = {
+    "syntax_error": {"msg": (str,), "line": (int, type(None)), "offset": (int, type(None)), "text": (str,)},
+    "load_error": {"error": (str,), "traceback": (str, type(None)), "timed_out": (bool,)},
+}
+MAX_FIELD = 4000
+
+
+def _read_report(stdout: str, nonce: str, spec: dict[str, Any], n_tests: int) -> dict[str, Any] | None:
+    """The harness's one report line, checked field by field; None when there is none."""
+    marker = f"@@result-{nonce}@@"
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    marked = [line for line in lines if line.startswith(marker)]
+    if not marked:
+        if lines:
+            raise _BadReport("output other than the report")
+        return None
+    if len(lines) != 1:
+        raise _BadReport(f"{len(marked)} report lines and {len(lines) - len(marked)} other lines")
+    try:
+        report = json.loads(marked[0][len(marker):])
+    except (ValueError, RecursionError) as exc:
+        raise _BadReport(f"not JSON: {exc}") from None
+    if not isinstance(report, dict):
+        raise _BadReport("not an object")
+    unknown = set(report) - {"tests", "stdout", "syntax_error", "load_error", "missing", "defined", "harness_error"}
+    if unknown:
+        raise _BadReport(f"unknown fields {sorted(unknown)}")
+    _check(report, "stdout", (str,))
+    tests = report.get("tests")
+    if not isinstance(tests, list):
+        raise _BadReport("no test list")
+    problems = [key for key in ("syntax_error", "load_error", "missing", "harness_error") if key in report]
+    if len(problems) > 1 or problems and tests:
+        raise _BadReport("outcomes and a load problem at once")
+    for key in problems:
+        fields = _PROBLEM_FIELDS.get(key)
+        if fields is None:
+            _check(report, key, (str,))
+            continue
+        if not isinstance(report[key], dict) or set(report[key]) - set(fields):
+            raise _BadReport(f"malformed {key}")
+        for name, types in fields.items():
+            _check(report[key], name, types, required=name in _REQUIRED or name == "error")
+    if "missing" in report:
+        if not isinstance(report.get("defined", []), list) or not all(isinstance(n, str) for n in report.get("defined", [])):
+            raise _BadReport("malformed list of defined functions")
+    if problems:
+        return report
+    if len(tests) != n_tests:
+        raise _BadReport(f"{len(tests)} outcomes for {n_tests} tests")
+    for outcome, label in zip(tests, _expected_labels(spec, n_tests), strict=True):
+        if not isinstance(outcome, dict) or set(outcome) - set(_OUTCOME_FIELDS) or "passed" not in outcome:
+            raise _BadReport("a malformed outcome")
+        for name, types in _OUTCOME_FIELDS.items():
+            _check(outcome, name, types)
+        if label is not None and outcome.get("label") != label:
+            raise _BadReport(f"an outcome for a test that was not run: {str(outcome.get('label'))[:80]!r}")
+    return report
+
+
+_REQUIRED = {"passed", "label", "msg", "text"}
+
+
+def _check(record: dict[str, Any], name: str, types: tuple[type, ...], *, required: bool | None = None) -> None:
+    if name not in record:
+        if name in _REQUIRED if required is None else required:
+            raise _BadReport(f"missing field {name!r}")
+        return
+    value = record[name]
+    if not isinstance(value, types) or isinstance(value, bool) and bool not in types:
+        raise _BadReport(f"field {name!r} is a {type(value).__name__}")
+    if isinstance(value, str) and len(value) > MAX_FIELD:
+        raise _BadReport(f"field {name!r} is too long")
+
+
+def _expected_labels(spec: dict[str, Any], n_tests: int) -> list[str | None]:
+    """What each outcome's label must be (None where the harness names it from the failing line)."""
+    if spec["kind"] == "assert":
+        return [test.strip() for test in spec["tests"]]
+    if spec["kind"] == "call":
+        return [call_label(spec["entry_point"], ast.literal_eval(t["args"]), ast.literal_eval(t.get("kwargs") or "{}"))
+                for t in spec["tests"]]
+    return [None] * n_tests
 
 
 def _no_report(result: ExecResult, n_tests: int, total: float, config: VerifierConfig) -> Verdict:
