@@ -9,9 +9,11 @@ purchase, interleaved episode by episode so that load on the machine hits them a
 * ``browsergym``: ``browsergym.core.env.BrowserEnv`` (``browsergym-core``, optional) on the same
   page, with its own element ids, ``slow_mo=0`` and ``pre_observation_delay=0`` (its defaults add
   0.5 s to every step); its observation timed as ``_get_obs()`` plus ``flatten_axtree_to_str``.
+* ``selfgym unconfined`` (``--unconfined``): the same env with a browser that neither routes its
+  contexts nor proxies loopback (``envs/web/confine.py`` off): the cost of confinement, same run.
 
-Run: ``python bench/web.py [--episodes 8] [--think-ms 0]``. ``--think-ms`` waits between steps as
-an agent would while it thinks (the env prepares the next episode's context meanwhile).
+Run: ``python bench/web.py [--episodes 8] [--think-ms 0] [--unconfined]``. ``--think-ms`` waits
+between steps as an agent would while it thinks (the env prepares the next episode's context meanwhile).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 
 import selfgym  # noqa: F401 - registers the envs
 from selfgym.envs.web.actions import WebAction, parse_action
+from selfgym.envs.web.browser import Browser
 from selfgym.envs.web.config import BASE_ARGS, find_chromium
 from selfgym.envs.web.env import WebEnv
 from selfgym.envs.web.families import family_by_name
@@ -62,6 +65,16 @@ def record_script(env: WebEnv, task: Any) -> list[tuple[WebAction, str | None, s
         if terminated or truncated:
             return script
     raise RuntimeError("the oracle did not finish the task")
+
+
+class UnconfinedBrowser(Browser):
+    """The env's browser without confinement: no routing, loopback bypasses the dead proxy (a baseline only)."""
+
+    def _launch_args(self) -> list[str]:
+        return self.config.launch_args()
+
+    async def _confine(self, context: Any) -> None:
+        return None
 
 
 def run_selfgym(env: WebEnv, task: Any, script: list, t: Timings, think_s: float) -> None:
@@ -177,6 +190,8 @@ def main() -> None:
     parser.add_argument("--no-prewarm", action="store_true", help="no background context for the next reset")
     parser.add_argument("--screenshot", action="store_true", help="selfgym also returns a screenshot each step "
                         "(BrowserGym always does)")
+    parser.add_argument("--unconfined", action="store_true", help="also time the env without confinement "
+                        "(no routing, loopback not proxied), interleaved with the confined one")
     args = parser.parse_args()
     chromium = find_chromium()
     if chromium is None:
@@ -184,6 +199,10 @@ def main() -> None:
         return
     task = family_by_name("shop").make(7, args.difficulty)
     env = WebEnv(family="shop", browser={"prewarm": not args.no_prewarm}, screenshot=args.screenshot)
+    unconfined = None
+    if args.unconfined:
+        unconfined = WebEnv(family="shop", browser=env.browser_config, screenshot=args.screenshot)
+        unconfined.browser = UnconfinedBrowser(env.browser_config)
     logging.getLogger("browsergym").setLevel(logging.ERROR)  # it warns about slow_mo=0 at every reset
     script = record_script(env, task)
     server = env.server
@@ -198,14 +217,21 @@ def main() -> None:
     if not args.no_browsergym:
         bg_env, bg_note = make_browsergym(pw, url, token, chromium)
     think_s = args.think_ms / 1000
-    results = {"selfgym": Timings(), "raw playwright": Timings(), "browsergym": Timings()}
+    results = {"selfgym": Timings(), "selfgym unconfined": Timings(), "raw playwright": Timings(),
+               "browsergym": Timings()}
+    if unconfined is not None:
+        record_script(unconfined, task)  # warm-up, as the confined env's recording was
     for _ in range(args.episodes):
         run_selfgym(env, task, script, results["selfgym"], think_s)
+        if unconfined is not None:
+            run_selfgym(unconfined, task, script, results["selfgym unconfined"], think_s)
         run_raw(raw_browser, url, token, script, results["raw playwright"], think_s)
         if bg_env is not None:
             run_browsergym(bg_env, script, results["browsergym"], think_s)
     report(results, args, len(script), bg_note)
     env.close()
+    if unconfined is not None:
+        unconfined.close()
     if bg_env is not None:
         bg_env.close()
     raw_browser.close()
@@ -218,13 +244,13 @@ def report(results: dict[str, Timings], args: argparse.Namespace, steps: int, bg
           "(milliseconds, p50 / p95)")
     ours = results["selfgym"]
     for key in ("reset", "action+obs", "observation"):
-        line = f"  {key:12s} selfgym {ours.p(key, .5):7.1f} / {ours.p(key, .95):7.1f}"
+        line = f"  {key:12s} {'selfgym':18s} {ours.p(key, .5):7.1f} / {ours.p(key, .95):7.1f}"
         line += f"   target p50 <= {TARGETS_MS[key]:.0f}: {'met' if ours.p(key, .5) <= TARGETS_MS[key] else 'MISSED'}"
-        for name in ("raw playwright", "browsergym"):
+        for name in ("selfgym unconfined", "raw playwright", "browsergym"):
             other = results[name]
             if other.samples:
                 ratio = other.p(key, .5) / ours.p(key, .5)
-                line += f"\n  {'':12s} {name:14s} {other.p(key, .5):7.1f} / {other.p(key, .95):7.1f}   " \
+                line += f"\n  {'':12s} {name:18s} {other.p(key, .5):7.1f} / {other.p(key, .95):7.1f}   " \
                         f"{name} / selfgym = {ratio:.2f}x"
         print(line)
     print(f"  browsergym: {bg_note}")

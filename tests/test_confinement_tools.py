@@ -147,3 +147,15 @@ def test_an_absolute_path_means_the_workspace_root(env, files_episode: Path) -> 
 def test_file_errors_do_not_show_host_paths(env, files_episode: Path, call: str) -> None:
     observation, *_ = env.step(call)
     assert "failed with" in observation and str(files_episode.parent) not in observation, observation
+
+
+def test_an_mcp_agent_gets_only_the_tools_the_env_mounts() -> None:
+    made = gymnasium.make("selfgym/ToolsMCP-v0")
+    try:
+        _, info = made.reset(seed=0)
+        assert sorted(t["function"]["name"] for t in info["tools"]) == ["get_item", "list_items", "restock"]
+        for name in ("admin_state", "admin_load", "admin_pid"):  # the server has them; the env does not mount them
+            observation, *_, info = made.step(call_text(name))
+            assert f"unknown tool '{name}'" in (info["action_error"] or ""), observation
+    finally:
+        made.close()

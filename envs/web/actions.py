@@ -22,6 +22,7 @@ from urllib.parse import urljoin, urlsplit
 from selfgym.errors import ActionError
 
 from .axtree import AXTree
+from .confine import SiteOrigins
 
 __all__ = ["ACTION_HELP", "ActionName", "WebAction", "is_allowed_url", "parse_action", "resolve", "resolve_url"]
 
@@ -34,7 +35,7 @@ Act with exactly one call per turn, using the [id] numbers of the page tree:
   select(id, "option")    choose an option of a drop-down by its label
   press(id, "Enter")      press a key in an element (press("Tab") presses it on the page)
   scroll(up) / scroll(down)
-  goto("/path")           open a page of the local site (loopback addresses only)
+  goto("/path")           open a page of this task's site
   answer("text")          give your final answer; this ends the episode"""
 
 _SIGNATURES = {
@@ -155,7 +156,11 @@ def resolve_url(url: str, current: str, base: str) -> str:
 
 
 def is_allowed_url(url: str, allowed_origins: tuple[str, ...] = ()) -> bool:
-    """http(s) URLs on a loopback host, or on one of ``allowed_origins`` (``scheme://host[:port]``)."""
+    """http(s) URLs on a loopback host, or on one of ``allowed_origins`` (``scheme://host[:port]``).
+
+    The coarse rule of a browser without a site; ``resolve`` applies the episode's stricter one
+    (``SiteOrigins``: the site server's origin and ``allowed_origins``, not all of loopback).
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return False
@@ -176,7 +181,7 @@ def resolve(action: WebAction, tree: AXTree, *, current_url: str, base_url: str,
     """The action (option label as the page spells it), its element's Playwright ref and goto's URL.
 
     Raises ``ActionError`` for an id not in ``tree``, an option the drop-down lacks or a URL that is
-    not allowed.
+    not on ``base_url``'s origin or one of ``allowed_origins``.
     """
     ref = url = None
     if action.element is not None:
@@ -194,6 +199,7 @@ def resolve(action: WebAction, tree: AXTree, *, current_url: str, base_url: str,
             action = dataclasses.replace(action, text=label)
     if action.name == "goto":
         url = resolve_url(action.text or "", current_url, base_url)
-        if not is_allowed_url(url, allowed_origins):
-            raise ActionError(f"goto: {url} is not allowed; only pages of the local site (loopback) can be opened")
+        if not SiteOrigins.of(o for o in (base_url, *allowed_origins) if o).allows(url):
+            raise ActionError(f"goto: {url} is not allowed; only pages of the task's site can be opened "
+                              '(give a path, e.g. goto("/"))')
     return action, ref, url

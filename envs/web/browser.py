@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from selfgym.errors import InfrastructureError
 
 from .config import BrowserConfig, find_chromium
+from .confine import SiteOrigins, block_foreign
 
 __all__ = ["Browser", "BrowserCrashed", "BrowserError", "BrowserHung"]
 
@@ -111,17 +112,20 @@ class _Handles:
 
 
 class Browser:
-    """A Chromium process with a fresh context per episode.
+    """A Chromium process with a fresh context per episode, confined to the site's origins.
 
-    ``open_page`` hands out a page in a new context (clean cookies and storage), taking the one
+    Every context reaches ``site_origins`` (the site server's) and ``config.allowed_origins`` only
+    (see ``confine``). ``open_page`` hands out a page in a new context (clean cookies and storage), taking the one
     ``prepare_spare`` made in the background if there is one; ``close_page`` retires a page, whose
     context is closed in the background. ``call`` runs a coroutine function on the loop with the
     hang deadline. ``restart`` replaces a dead or hung browser; ``close`` ends it (also run at
     garbage collection).
     """
 
-    def __init__(self, config: BrowserConfig | None = None) -> None:
+    def __init__(self, config: BrowserConfig | None = None, *, site_origins: tuple[str, ...] = ()) -> None:
         self.config = config or BrowserConfig()
+        self.site_origins = site_origins
+        self.origins = SiteOrigins.of((*site_origins, *self.config.allowed_origins))
         self._handles = _Handles()
         self._finalizer = weakref.finalize(self, _shutdown, self._handles)
         self._spare: concurrent.futures.Future[Any] | None = None
@@ -218,12 +222,16 @@ class Browser:
             return "the page was closed"
         if page in self._crashed:
             return "the page crashed"
-        try:
-            self.call(page.evaluate, "1", timeout=probe_timeout)
-        except BrowserHung:
-            return f"the page stopped responding (no answer within {probe_timeout:.0f} s)"
-        except Exception as exc:  # noqa: BLE001 - any failure of a trivial script means the page is gone
-            return f"the page is unusable ({_first_line(exc)})"
+        for attempt in (1, 2, 3):
+            try:
+                self.call(page.evaluate, "1", timeout=probe_timeout)
+                return None
+            except BrowserHung:
+                return f"the page stopped responding (no answer within {probe_timeout:.0f} s)"
+            except Exception as exc:  # noqa: BLE001 - any failure of a trivial script means the page is gone
+                if attempt < 3 and "context was destroyed" in str(exc):
+                    continue  # a navigation (to the error page of a blocked one, say) replaced the document
+                return f"the page is unusable ({_first_line(exc)})"
         return None
 
     # ----------------------------------------------------------------- internals
@@ -236,9 +244,15 @@ class Browser:
         return await playwright.chromium.launch(
             executable_path=self.config.executable_path or find_chromium(),
             headless=self.config.headless,
-            args=self.config.launch_args(),
+            args=self._launch_args(),
             timeout=60_000,
         )
+
+    def _launch_args(self) -> list[str]:
+        return self.config.launch_args(site_origins=self.site_origins)
+
+    async def _confine(self, context: Any) -> None:
+        await block_foreign(context, self.origins)
 
     async def _new_page(self) -> Any:
         context = await self._handles.browser.new_context(
@@ -247,6 +261,7 @@ class Browser:
         )
         context.set_default_timeout(self.config.action_timeout_s * 1000)
         context.set_default_navigation_timeout(self.config.navigation_timeout_s * 1000)
+        await self._confine(context)
         page = await context.new_page()
         page.on("crash", self._crashed.add)
         if self.warm_url:

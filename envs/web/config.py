@@ -8,12 +8,15 @@ from typing import Any
 
 from selfgym.errors import ConfigError
 
+from .confine import SiteOrigins
+
 __all__ = ["CHROMIUM_NAMES", "BrowserConfig", "find_chromium"]
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 
-# Flags for a quiet, loopback-only browser. The dead proxy sends every request that is not to a
-# loopback address (or an allowed origin) nowhere, so pages cannot reach the internet.
+# Flags for a quiet, offline browser. The dead proxy sends every request that is not to a loopback
+# address (or an allowed origin) nowhere, so pages cannot reach the internet; with the site's
+# origins given, loopback is proxied too except for those (``BrowserConfig.launch_args``).
 BASE_ARGS = (
     "--no-sandbox",
     "--disable-gpu",
@@ -55,7 +58,7 @@ class BrowserConfig:
     prewarm: bool = field(default=True, metadata={
         "help": "Prepare the next episode's fresh context in the background, so reset() does not wait for it."})
     allowed_origins: tuple[str, ...] = field(default=(), metadata={
-        "help": "Origins (scheme://host[:port]) besides loopback that pages and goto() may reach."})
+        "help": "Origins (scheme://host[:port]) besides the task's site that pages and goto() may reach."})
     extra_args: tuple[str, ...] = field(default=(), metadata={"help": "More Chromium command-line flags."})
 
     def __post_init__(self) -> None:
@@ -87,9 +90,12 @@ class BrowserConfig:
             return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
         raise ConfigError(f"browser= takes a BrowserConfig or a dict, got {type(value).__name__}")
 
-    def launch_args(self) -> list[str]:
+    def launch_args(self, *, site_origins: tuple[str, ...] = ()) -> list[str]:
+        """Chromium's flags; with ``site_origins`` only those and ``allowed_origins`` bypass the dead proxy."""
         args = list(BASE_ARGS) + list(self.extra_args)
-        if self.allowed_origins:
+        if site_origins:
+            args.append(f"--proxy-bypass-list={SiteOrigins.of((*site_origins, *self.allowed_origins)).proxy_bypass()}")
+        elif self.allowed_origins:
             hosts = ";".join(urlsplit_host(o) for o in self.allowed_origins)
             args.append(f"--proxy-bypass-list={hosts}")
         return args

@@ -46,6 +46,7 @@ class _Episode:
     ids: ElementIds = field(default_factory=ElementIds)
     history: list[str] = field(default_factory=list)
     aborted: str | None = None
+    off_site: bool = False  # the page shown is not on the task's origins (a blocked navigation's error page)
 
 
 class WebEnv(LLMEnv):
@@ -60,8 +61,10 @@ class WebEnv(LLMEnv):
 
     Actions:
         One call per turn: ``click(id)``, ``fill(id, "text")``, ``select(id, "option")``,
-        ``press(id, "Enter")`` / ``press("Tab")``, ``scroll(up|down)``, ``goto("/path")`` (loopback or
-        ``allowed_origins`` only) and ``answer("text")``. A malformed action, an unknown id or an
+        ``press(id, "Enter")`` / ``press("Tab")``, ``scroll(up|down)``, ``goto("/path")`` (the task's
+        site or ``allowed_origins`` only) and ``answer("text")``. The browser reaches nothing else:
+        a page's request to another origin is blocked (``confine``), and a navigation to one shows
+        the browser's error page with a ``Note:`` line. A malformed action, an unknown id or an
         element that cannot be used is an ``Error:`` in the next observation (``info["action_error"]``).
 
     Rewards:
@@ -251,7 +254,7 @@ class WebEnv(LLMEnv):
         if self.server is None:
             self.server = SiteServer()
         if self.browser is None:
-            self.browser = Browser(self.browser_config)
+            self.browser = Browser(self.browser_config, site_origins=(self.server.base_url,))
         if self._restart_needed:
             self._restart_needed = False
             self.browser.restart()
@@ -292,6 +295,7 @@ class WebEnv(LLMEnv):
         ep = self._current()
         ep.tree = AXTree.from_snapshot(snap.aria, ep.ids)
         ep.url = _display_url(snap.url, self.server.base_url if self.server else "")
+        ep.off_site = self.browser is not None and not self.browser.origins.allows(snap.url)
         ep.page_state, ep.png = snap.page_state, snap.png
         if snap.goal:
             ep.goal = str(snap.goal)
@@ -324,6 +328,9 @@ class WebEnv(LLMEnv):
             lines.append(f"Last action: {action}" + ("" if error else " (done)"))
         if error:
             lines.append(f"Error: {error}")
+        if ep.off_site:
+            lines.append(f"Note: this page is not on the task's site, so the browser did not load it; "
+                         f'goto("{ep.start.path}") goes back to the start page')
         lines += ["Page:", ep.tree.text or "(the page is empty)"]
         return "\n".join(lines)
 
