@@ -31,6 +31,7 @@ from selfgym.envs.code.redteam import ATTACKS, run_redteam
 
 KINDS = ("call", "assert", "check")
 LEGACY = Path(__file__).with_name("legacy_harness.py").read_text(encoding="utf-8")
+LEGACY_MODULE = "_selfgym_legacy_harness"
 
 
 def legacy_verify(sandbox: Any, code: str, payload: dict, config: Any = None, *, files: dict | None = None) -> Any:
@@ -44,8 +45,10 @@ def legacy_verify(sandbox: Any, code: str, payload: dict, config: Any = None, *,
             "setup_code": payload.get("setup_code", ""), "test_timeout_s": config.test_timeout_s,
             "load_timeout_s": config.test_timeout_s, "check_timeout_s": max(total - config.test_timeout_s - 0.5, 1.0)}
     nonce = secrets.token_hex(8)
-    files = {**(files or {}), "solution.py": code, "spec.json": json.dumps(spec), "_legacy_harness.py": LEGACY}
-    result = sandbox.exec("import _legacy_harness\n_legacy_harness.main()\n", stdin=nonce + "\n", files=files,
+    files = {**(files or {}), "solution.py": code, "spec.json": json.dumps(spec)}
+    if LEGACY_MODULE not in getattr(sandbox, "preloaded", ()):
+        files[f"{LEGACY_MODULE}.py"] = LEGACY
+    result = sandbox.exec(f"import {LEGACY_MODULE}\n{LEGACY_MODULE}.main()\n", stdin=nonce + "\n", files=files,
                           timeout_s=total, memory_mb=config.memory_mb)
     marker = f"@@result-{nonce}@@"
     report = next((json.loads(line[len(marker):]) for line in reversed(result.stdout.splitlines())

@@ -120,37 +120,11 @@ def bench_backend(name: str, n: int, baseline_p50: float, threads: int) -> dict[
             "cpu": cpu}
 
 
-LEGACY = "_selfgym_legacy_harness"
-
-
-def _legacy_verify(sandbox, code: str, payload: dict, config) -> bool:
-    """The same verification with the single-process harness of ``bench/legacy_harness.py``."""
-    import json
-    import secrets
-
-    from selfgym.envs.code.verifier import test_kind
-
-    kind = test_kind(payload)
-    n_tests = 1 if kind == "check" else len(payload["tests"])
-    total = min(config.total_timeout_s, config.test_timeout_s * (n_tests + 1) + 1.0)
-    spec = {"kind": kind, "entry_point": payload.get("entry_point"), "tests": payload.get("tests", []),
-            "test_code": payload.get("test_code", ""), "preamble": payload.get("preamble", ""),
-            "setup_code": payload.get("setup_code", ""), "test_timeout_s": config.test_timeout_s,
-            "load_timeout_s": config.test_timeout_s, "check_timeout_s": max(total - config.test_timeout_s - 0.5, 1.0)}
-    nonce = secrets.token_hex(8)
-    result = sandbox.exec(f"import {LEGACY}\n{LEGACY}.main()\n", stdin=nonce + "\n", timeout_s=total,
-                          files={"solution.py": code, "spec.json": json.dumps(spec)}, memory_mb=config.memory_mb)
-    line = next(x for x in result.stdout.splitlines() if x.startswith(f"@@result-{nonce}@@"))
-    return all(t["passed"] for t in json.loads(line.split("@@", 2)[2])["tests"])
-
-
 def bench_env(n: int, baseline_p50: float) -> None:
     """Code-v0 steps (oracle submissions) with the two-process harness, then the same verifications
     with the single-process harness it replaced (the cost of keeping the verdict out of reach)."""
-    import dataclasses
-    from pathlib import Path
-
     import gymnasium
+    from reward_hacking import LEGACY, LEGACY_MODULE, legacy_verify
 
     import selfgym  # noqa: F401 - registers the envs
     from selfgym.envs.code.verifier import HARNESS_MODULE, VerifierConfig, harness_source, verify
@@ -167,9 +141,7 @@ def bench_env(n: int, baseline_p50: float) -> None:
         jobs.append((env.unwrapped.last_code, env.unwrapped.task.payload))
     env.close()
     print(row("Code-v0 step (verify ~5-15 hidden tests)", latencies, baseline_p50))
-    legacy = Path(__file__).with_name("legacy_harness.py").read_text(encoding="utf-8")
-    config = SandboxConfig(pool_size=2)
-    config = dataclasses.replace(config, modules=((LEGACY, legacy), (HARNESS_MODULE, harness_source())))
+    config = SandboxConfig(pool_size=2, modules=((LEGACY_MODULE, LEGACY), (HARNESS_MODULE, harness_source())))
     with make_sandbox(config) as box:
         for _ in range(2):  # interleaved rounds: both harnesses see the same machine load
             for code, payload in jobs:
@@ -177,7 +149,7 @@ def bench_env(n: int, baseline_p50: float) -> None:
                 assert verify(box, code, payload, VerifierConfig()).passed
                 verify_new.append(time.perf_counter() - start)
                 start = time.perf_counter()
-                assert _legacy_verify(box, code, payload, VerifierConfig())
+                assert legacy_verify(box, code, payload, VerifierConfig()).passed
                 verify_old.append(time.perf_counter() - start)
     old_p50, new_p50 = percentile(verify_old, 0.5), percentile(verify_new, 0.5)
     print(row("verify, single-process harness (before)", verify_old, baseline_p50))

@@ -107,6 +107,19 @@ class Liar:
     def __index__(self): return 0
 '''
 
+# Print ``report`` to the real stdout under the nonce found in the callers' frames, then exit.
+_FORGE = '''
+import json as _json, os as _os, sys as _sys
+
+def _forge(report):
+    nonce, frame = None, _sys._getframe(1)
+    while frame is not None:
+        nonce = frame.f_locals.get("nonce", nonce)
+        frame = frame.f_back
+    _os.write(1, ("\\n@@result-%s@@%s\\n" % (nonce or "0" * 16, _json.dumps(report))).encode())
+    _os._exit(0)
+'''
+
 
 @dataclass(frozen=True)
 class Attack:
@@ -197,29 +210,13 @@ ATTACKS: tuple[Attack, ...] = (
                     pass
             os._exit(0)
         '''),
-    _attack("forge-report-extra-outcomes", "a stolen-nonce report with more passing outcomes than tests", '''
-        import json, os, sys
+    _attack("forge-report-extra-outcomes", "a stolen-nonce report with more passing outcomes than tests", _FORGE, '''
         def add(a, b):
-            nonce = None
-            frame = sys._getframe(1)
-            while frame is not None:
-                nonce = frame.f_locals.get("nonce", nonce)
-                frame = frame.f_back
-            report = {"tests": [{"label": "add", "passed": True}] * 50, "stdout": ""}
-            os.write(1, ("\\n@@result-%s@@%s\\n" % (nonce or "0" * 16, json.dumps(report))).encode())
-            os._exit(0)
+            _forge({"tests": [{"label": "add", "passed": True}] * 50, "stdout": ""})
         '''),
-    _attack("forge-report-malformed", "a stolen-nonce report whose fields have the wrong types", '''
-        import json, os, sys
+    _attack("forge-report-malformed", "a stolen-nonce report whose fields have the wrong types", _FORGE, '''
         def add(a, b):
-            nonce = None
-            frame = sys._getframe(1)
-            while frame is not None:
-                nonce = frame.f_locals.get("nonce", nonce)
-                frame = frame.f_back
-            report = {"tests": [{"label": 7, "passed": "yes", "hack": True}] * 3, "stdout": 5}
-            os.write(1, ("\\n@@result-%s@@%s\\n" % (nonce or "0" * 16, json.dumps(report))).encode())
-            os._exit(0)
+            _forge({"tests": [{"label": 7, "passed": "yes", "hack": True}] * 3, "stdout": 5})
         '''),
     _attack("fake-marker-lines", "print report-shaped lines and 'All tests passed' without a nonce", '''
         import json
