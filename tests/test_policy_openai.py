@@ -51,10 +51,24 @@ def test_remote_completions_match_local_ones_token_for_token(served: tuple[Runni
         assert r.prompt_ids == lo.prompt_ids and r.completion_ids == lo.completion_ids
         assert r.text == lo.text and r.finish_reason == lo.finish_reason
         assert r.logprobs == pytest.approx(lo.logprobs, abs=1e-5)
-    # six concurrent requests were served by fewer generate calls (the server batches them)
-    new_calls = counted.calls[calls_before:]
-    assert sum(new_calls) == len(CHATS) and len(new_calls) < len(CHATS)
+    assert sum(counted.calls[calls_before:]) == len(CHATS)  # each request reached the policy once
     client.close()
+
+
+def test_requests_sent_together_are_served_in_one_generate_call() -> None:
+    # A window far longer than the client needs to send six requests, closed early by the batch
+    # size: the outcome does not depend on how busy the machine is.
+    counted = CountingPolicy(tiny_policy())
+    with start_server(counted, batch_window_ms=20_000, max_batch_size=len(CHATS)) as server:
+        client = OpenAIPolicy(OpenAIConfig(base_url=server.url, max_concurrency=len(CHATS)))
+        start = time.perf_counter()
+        remote = client.generate(CHATS, SamplingParams(max_tokens=4, temperature=0))
+        elapsed = time.perf_counter() - start
+        client.close()
+    assert counted.calls == [len(CHATS)], counted.calls
+    assert sorted(p[0]["content"] for p in counted.prompts[0]) == sorted(c[0]["content"] for c in CHATS)
+    assert len(remote) == len(CHATS)
+    assert elapsed < 20, f"{elapsed:.1f} s: the batch waited out its window instead of closing when full"
 
 
 def test_count_tokens_exact_with_tokenizer_and_estimated_without(

@@ -105,7 +105,9 @@ def test_errors_are_precise_observations(env):
     assert "at $.max_price: 'cheap' is not valid" in obs
     obs, *_ , info = env.step(call_text("add_to_cart", product_id="p1", quantity=99))
     assert info["action_error"] is None and obs.startswith("add_to_cart failed with: ValueError: only ")
-    assert info["tool_calls"] == [{"name": "add_to_cart", "error": "ValueError", "duration_s": pytest.approx(0, abs=1)}]
+    (call,) = info["tool_calls"]
+    assert set(call) == {"name", "error", "duration_s"}
+    assert (call["name"], call["error"]) == ("add_to_cart", "ValueError") and call["duration_s"] >= 0.0
     obs, *_ = env.step(call_text("get_product", product_id="p999"))
     assert "get_product failed with: KeyError" in obs and "search_products lists product ids" in obs
 
@@ -122,6 +124,9 @@ def test_an_invalid_call_in_a_batch_runs_none_of_them(env):
     assert obs.startswith("[1] add_to_cart returned:") and "\n[2] view_cart returned:" in obs
 
 
+BLOCK_S = 60.0
+
+
 def test_tools_time_out_and_the_env_recovers():
     @tool(timeout_s=0.2)
     def spin() -> str:
@@ -131,8 +136,8 @@ def test_tools_time_out_and_the_env_recovers():
 
     @tool(timeout_s=0.2)
     def block() -> str:
-        """Blocks in C code for a while."""
-        time.sleep(1.5)
+        """Blocks in C code far longer than any deadline below (its worker thread is left behind)."""
+        time.sleep(BLOCK_S)
         return "late"
 
     made = ToolEnv(families=[ShopTasks()], tools=[spin, block])
@@ -141,7 +146,9 @@ def test_tools_time_out_and_the_env_recovers():
         for name, how in (("spin", "stopped"), ("block", "abandoned")):
             start = time.perf_counter()
             obs, *_ , info = made.step(call_text(name))
-            assert time.perf_counter() - start < 1.0
+            elapsed = time.perf_counter() - start
+            # generous on a loaded machine, yet far below BLOCK_S: the env did not wait for the call
+            assert elapsed < BLOCK_S / 2, f"{name}: the step took {elapsed:.1f} s"
             assert obs == f"{name} failed with: timed out: no result after 0.2 s (the call was {how})"
             assert info["tool_calls"][0]["error"] == "ToolTimeout"
             obs, *_ = made.step(call_text("get_balance"))
