@@ -28,10 +28,13 @@ def box():
 
 # ----------------------------------------------------------------------------- exec semantics
 def test_exec_runs_python_with_stdin_and_reports_output(box):
+    start = time.monotonic()
     result = box.exec("import sys\nname = input()\nprint(f'hello {name}')\nprint('warn', file=sys.stderr)",
                       stdin="world\n")
+    wall = time.monotonic() - start
     assert result.ok and result.stdout == "hello world\n" and result.stderr == "warn\n"
-    assert not result.timed_out and not result.oom and 0 < result.duration_s < 5
+    # the program's own run time, measured inside the exec: positive and within the call's wall time
+    assert not result.timed_out and not result.oom and 0 < result.duration_s <= wall
 
 
 def test_files_are_importable_next_to_the_code(box):
@@ -205,15 +208,16 @@ def test_docker_stream_frames_are_demultiplexed():
     transport._init_streams()
     frames = [(2, b"worker warning\n"), (1, b"\x00\x00\x00\x05hel"), (1, b"lo"), (2, b"more\n")]
     engine.sendall(b"".join(struct.pack(">BxxxL", stream, len(data)) + data for stream, data in frames))
-    assert transport.recv(4, time.monotonic() + 5) == b"\x00\x00\x00\x05"
-    assert transport.recv(5, time.monotonic() + 5) == b"hello"
+    # deadlines for bytes already sent are generous; only the idle read below is meant to time out
+    assert transport.recv(4, time.monotonic() + 30) == b"\x00\x00\x00\x05"
+    assert transport.recv(5, time.monotonic() + 30) == b"hello"
     assert transport._stderr == bytearray(b"worker warning\n")
     engine.close()
     with pytest.raises(EOFError):
-        transport.recv(1, time.monotonic() + 5)
-    with pytest.raises(TimeoutError):
-        idle_ours, idle_engine = socket.socketpair()
-        transport._raw, transport._dead = idle_ours, False
+        transport.recv(1, time.monotonic() + 30)
+    idle_ours, idle_engine = socket.socketpair()
+    transport._raw, transport._dead = idle_ours, False
+    with pytest.raises(TimeoutError):  # nothing is ever sent: times out however busy the machine is
         transport.recv(1, time.monotonic() + 0.2)
     ours.close()
     idle_ours.close()
