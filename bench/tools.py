@@ -3,6 +3,8 @@
 One env step = parse the action text + validate the arguments against the JSON Schema + dispatch
 (worker thread with a timeout, or inline) + render the result. The baseline, measured in the same
 run, calls the same bound tool function with the same arguments. Target: overhead p50 < 1 ms.
+The SQL authorizer's cost (``envs/tools/sql.py``, confinement) is timed in the same run: the same
+query on a connection with the authorizer and on one without, alternately.
 
 Run: ``python bench/tools.py [--n 3000]``
 """
@@ -10,6 +12,7 @@ Run: ``python bench/tools.py [--n 3000]``
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 from collections.abc import Callable
@@ -18,7 +21,7 @@ import selfgym
 from selfgym.envs.tools.calls import call_text, parse_tool_action
 from selfgym.envs.tools.env import ToolEnv, ToolEnvConfig
 from selfgym.envs.tools.shop import ShopTasks
-from selfgym.envs.tools.sql import SqlTasks
+from selfgym.envs.tools.sql import SqlTasks, SqlWorld
 
 
 def timings(fn: Callable[[], object], n: int) -> list[float]:
@@ -47,6 +50,29 @@ def _episode(family: object, task_seed: int, timeout: float | None) -> ToolEnv:
     return env
 
 
+def authorizer_cost(n: int) -> tuple[list[float], list[float]]:
+    """run_query on a guarded and on an unguarded connection to the same database, interleaved.
+
+    Each call's text differs (a numbered comment), so every statement is compiled, as an agent's
+    new query is: the authorizer runs at compile time, and a cached statement would skip it.
+    """
+    env = _episode(SqlTasks(), 1, None)
+    query = "SELECT c.city, SUM(o.quantity) AS units FROM orders o JOIN customers c ON c.id = o.customer_id GROUP BY c.city"
+    guarded = env.world.run_query.fn
+    bare = SqlWorld(env.world.path)
+    bare.reader.set_authorizer(None)
+    unguarded = bare.run_query.fn
+    numbers = itertools.count()
+    with_guard: list[float] = []
+    without: list[float] = []
+    for _ in range(max(1, n // 100)):
+        with_guard += timings(lambda: guarded(sql=f"{query} -- {next(numbers)}"), 100)
+        without += timings(lambda: unguarded(sql=f"{query} -- {next(numbers)}"), 100)
+    bare.reader.close()
+    env.close()
+    return with_guard, without
+
+
 def run(n: int) -> None:
     rows = []
     for timeout, mode in ((5.0, "worker thread"), (None, "inline")):
@@ -67,6 +93,7 @@ def run(n: int) -> None:
         rows.append((f"run_query (SQLite), {mode}", direct, step))
         env.close()
     parse = timings(lambda: parse_tool_action(call_text("search_products", query="lamp", max_price=30.0)), n)
+    guarded, unguarded = authorizer_cost(n)
     env = ToolEnv(families=[ShopTasks()])
     env.reset(seed=0)
     search = env.unwrapped._toolbox.tools["search_products"]
@@ -80,6 +107,8 @@ def run(n: int) -> None:
         print(f"  {label:32s} {us(d50):>12s} {us(s50):>12s} {us(p(step, 90)):>12s} {us(s50 - d50):>13s} "
               f"{s50 / d50:6.1f}x")
     print(f"  parts: parse p50 {us(statistics.median(parse))}, schema validation p50 {us(statistics.median(validate))}")
+    print(f"  SQL authorizer: run_query p50 {us(statistics.median(guarded))} with, "
+          f"{us(statistics.median(unguarded))} without ({statistics.median(guarded) / statistics.median(unguarded):.2f}x)")
     overhead = max(statistics.median(step) - statistics.median(direct) for _, direct, step in rows)
     verdict = "meets" if overhead < 1e-3 else "MISSES"
     print(f"  largest overhead p50 {overhead * 1e3:.3f} ms: {verdict} the < 1 ms target for in-process tools")

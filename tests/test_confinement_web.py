@@ -20,13 +20,17 @@ import gymnasium
 import pytest
 
 import selfgym  # noqa: F401 - registers the envs
-from selfgym.envs.web.config import find_chromium
+from selfgym.envs.web.actions import WebAction, resolve
+from selfgym.envs.web.axtree import AXTree
+from selfgym.envs.web.config import BrowserConfig, find_chromium
+from selfgym.envs.web.confine import SiteOrigins, origin_of
 from selfgym.envs.web.families import family_by_name
+from selfgym.errors import ActionError
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(find_chromium() is None, reason="no chromium on PATH (apt-get install chromium)"),
-]
+
+def needs_browser(test: Any) -> Any:
+    test = pytest.mark.browser(test)
+    return pytest.mark.skipif(find_chromium() is None, reason="no chromium on PATH (apt-get install chromium)")(test)
 
 SECRET = "FOREIGN-SECRET-4711"
 
@@ -148,6 +152,7 @@ def confined(observation: str, foreign: Service, wait_s: float = 0.3) -> None:
     assert foreign.requests == [], f"the foreign service was reached: {foreign.requests}\n{observation}"
 
 
+@needs_browser
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
 def test_goto_to_another_loopback_port_is_refused(episode, foreign: Service, host: str) -> None:
     url = f"http://{host}:{foreign.port}/"
@@ -157,6 +162,7 @@ def test_goto_to_another_loopback_port_is_refused(episode, foreign: Service, hos
     confined(observation, foreign)
 
 
+@needs_browser
 def test_goto_to_the_task_site_and_listed_origins_still_works(episode, partner: Service) -> None:
     observation, info = step(episode, 'goto("/forum/")')
     assert info["action_error"] is None and "URL: /forum/" in observation, observation
@@ -166,6 +172,7 @@ def test_goto_to_the_task_site_and_listed_origins_still_works(episode, partner: 
     assert info["action_error"] is None and "Partner page" in observation, observation
 
 
+@needs_browser
 def test_a_redirect_from_a_listed_origin_to_a_foreign_one_is_blocked(episode, foreign: Service,
                                                                       partner: Service) -> None:
     observation, info = step(episode, f'goto("{partner.origin}/hop")')
@@ -174,6 +181,7 @@ def test_a_redirect_from_a_listed_origin_to_a_foreign_one_is_blocked(episode, fo
     confined(observation, foreign)
 
 
+@needs_browser
 @pytest.mark.parametrize("page, marker", [
     ("frame.html", "Frame page"),
     ("subresources.html", "Subresource page"),
@@ -185,6 +193,7 @@ def test_a_site_page_cannot_load_foreign_content(episode, foreign: Service, page
     confined(episode.unwrapped.observe(), foreign)
 
 
+@needs_browser
 @pytest.mark.parametrize("page, outcome", [
     ("fetch.html", "fetch failed"),
     ("xhr.html", "xhr failed"),
@@ -196,6 +205,7 @@ def test_a_site_page_script_cannot_reach_a_foreign_service(episode, foreign: Ser
     confined(settled(episode, outcome), foreign)
 
 
+@needs_browser
 @pytest.mark.parametrize("page, button, off_site", [("popup.html", "Open", False), ("navigate.html", "Go", True)])
 def test_a_click_that_opens_a_foreign_page_is_blocked_and_does_not_hang(episode, foreign: Service, page: str,
                                                                         button: str, off_site: bool) -> None:
@@ -207,3 +217,45 @@ def test_a_click_that_opens_a_foreign_page_is_blocked_and_does_not_hang(episode,
     confined(observation, foreign)
     observation, info = step(episode, 'goto("/shop/")')  # the episode goes on
     assert info["action_error"] is None and "URL: /shop/" in observation, observation
+
+
+SITE = "http://127.0.0.1:5000"
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:5001/",                   # another loopback port
+    "http://localhost:5000/",                   # the same server by another name is another origin
+    "http://127.0.0.1:5000@127.0.0.1:8265/",    # userinfo: the host is the part after @
+    "http://127.0.0.1:5000.evil.test/",
+    "//127.0.0.1:8265/jobs",                    # scheme-relative
+    "https://127.0.0.1:5000/",                  # other scheme
+    "http://[::1]:5000/",
+    "http://2130706433:5000/",                  # 127.0.0.1 as a number
+    "view-source:http://127.0.0.1:5000/",
+    "file:///etc/passwd",
+    "javascript:fetch('http://127.0.0.1:8265')",
+])
+def test_goto_refuses_every_address_but_the_task_site(url: str) -> None:
+    with pytest.raises(ActionError, match="not allowed"):
+        resolve(WebAction("goto", text=url), AXTree([]), current_url=SITE + "/shop/", base_url=SITE)
+    assert not SiteOrigins.of([SITE]).allows(url)
+    assert SiteOrigins.of([SITE]).foreign_requests().match(url)
+
+
+def test_the_origin_rule_normalises_as_browsers_do() -> None:
+    assert origin_of("HTTP://LocalHost:80/a?b#c") == "http://localhost"
+    assert origin_of("https://[::1]:8443/") == "https://[::1]:8443"
+    assert origin_of("http://h:port/") is None and origin_of("data:text/html,x") is None
+    site = SiteOrigins.of([SITE + "/shop/", "https://a.test:443"])
+    assert site.origins == (SITE, "https://a.test")
+    for url in (SITE, SITE + "/", SITE + "/miniwob/x.html?s=1", SITE + "#/cart", "https://a.test/x",
+                "ws://127.0.0.1:5000/socket"):
+        assert site.allows(url), url
+    requests, sockets = site.foreign_requests(), site.foreign_sockets()
+    for url in (SITE + "/static/a.js", "https://a.test/", "data:image/png;base64,AA", "blob:" + SITE + "/1"):
+        assert not requests.match(url), url
+    assert not sockets.match("ws://127.0.0.1:5000/s") and not sockets.match("wss://a.test/s")
+    assert sockets.match("ws://127.0.0.1:5001/s") and sockets.match("ws://localhost:5000/s")
+    assert site.proxy_bypass() == "<-loopback>;127.0.0.1:5000;a.test:443"
+    args = BrowserConfig(allowed_origins=("https://a.test",)).launch_args(site_origins=(SITE,))
+    assert "--proxy-bypass-list=<-loopback>;127.0.0.1:5000;a.test:443" in args
