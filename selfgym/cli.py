@@ -104,13 +104,15 @@ def eval_cmd(
     json_out: Annotated[Path | None, typer.Option("--json", help="write the scores as JSON here")] = None,
 ) -> None:
     """Score an agent on a split: success rate with a bootstrap 95% CI, pass@k, per family and difficulty."""
-    from selfgym.evaluate import evaluate_tasks
+    from selfgym.evaluate import evaluate_tasks, split_tasks
     from selfgym.store import Store
 
     name = f"llm:{policy}" if policy else agent
     env = selfgym.make(env_id)
-    tasks = list(env.unwrapped.task_source.tasks(split, limit=n))
-    env.close()
+    try:
+        tasks = split_tasks(env.unwrapped.task_source, split, n, env_id=env_id)
+    finally:
+        env.close()
     player = _eval_agent(name, memory, memory_run, seed)
     store = Store(run_dir) if run_dir else None
     run_id = f"eval-{name}".replace("/", "_")

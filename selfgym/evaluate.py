@@ -10,10 +10,11 @@ from typing import Any
 import gymnasium
 
 from selfgym.episode import run_episode
+from selfgym.errors import ConfigError
 from selfgym.stats import bootstrap_ci, pass_at_k
-from selfgym.types import Task, Trajectory
+from selfgym.types import SPLITS, Task, Trajectory
 
-__all__ = ["EvalResult", "evaluate", "evaluate_tasks", "summarise"]
+__all__ = ["EvalResult", "evaluate", "evaluate_tasks", "split_tasks", "summarise"]
 
 
 @dataclass
@@ -70,6 +71,24 @@ def summarise(trajectories: Iterable[Trajectory], tasks: dict[str, Task], k: int
     )
 
 
+def split_tasks(source: Any, split: str, n_tasks: int, *, env_id: str = "") -> list[Task]:
+    """The first ``n_tasks`` tasks of ``split`` in the source's fixed order.
+
+    Raises:
+        ConfigError: the split has no task (e.g. a plugin env that ships only train tasks): scoring
+            nothing would print a NaN success rate, so say which splits do have tasks instead.
+    """
+    tasks = list(source.tasks(split, limit=n_tasks))
+    if tasks:
+        return tasks
+    source_name = getattr(source, "name", type(source).__name__)
+    others = [s for s in SPLITS if s != split and next(iter(source.tasks(s, limit=1)), None) is not None]
+    has = f"has only {' and '.join(repr(s) for s in others)} tasks" if others else "has no tasks at all"
+    raise ConfigError(f"{env_id or source_name} has no {split!r} tasks (its task source {source_name!r} {has}): "
+                      f"nothing to evaluate; pick another split (selfgym eval --split NAME) or add {split} tasks "
+                      "to the source")
+
+
 def evaluate(
     env: gymnasium.Env,
     make_agent: Callable[[gymnasium.Env], Any],
@@ -86,8 +105,7 @@ def evaluate(
     The task list is the source's fixed order for the split, so two policies see the same tasks.
     ``on_trajectory`` gets each episode as it ends (e.g. ``store.add_trajectory``).
     """
-    source = env.unwrapped.task_source
-    tasks = list(source.tasks(split, limit=n_tasks))
+    tasks = split_tasks(env.unwrapped.task_source, split, n_tasks, env_id=env.spec.id if env.spec else "")
     agent = make_agent(env)
     trajectories = []
     for i, task in enumerate(tasks):

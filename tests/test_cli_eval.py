@@ -1,0 +1,99 @@
+"""`selfgym eval` through the real command line: a run's skill library (current or a pinned snapshot),
+and a plugin env whose task source has no held-out tasks."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from selfgym.agents.server import start_server
+from selfgym.agents.testing import FunctionPolicy
+from selfgym.config import to_dict
+from selfgym.loopconfig import RunConfig
+from selfgym.skills import SkillLibrary
+from selfgym.skills.library import Skill, SkillsConfig
+from selfgym.store import Store
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_registry import _write_plugin  # noqa: E402
+
+
+def selfgym(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "selfgym.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=300)
+
+
+def import_the_skill(chat):
+    """The agent's whole answer: import the function the task asks for from the skill library."""
+    task = next(m["content"] for m in chat if m["role"] == "user")
+    name = re.search(r"function `(\w+)\(", task).group(1)
+    return f"```python\nfrom skills import {name}\n```"
+
+
+@pytest.fixture(scope="module")
+def server():
+    with start_server(FunctionPolicy(import_the_skill, name="skill-user")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def skill_run(tmp_path_factory):
+    """A run whose library held a right `is_even` (snapshot 1), then a wrong one (snapshot 2), now a right one."""
+    run_dir = tmp_path_factory.mktemp("skills")
+    store = Store(run_dir)
+    store.create_run("sk", to_dict(RunConfig(name="sk", env={"id": "selfgym/Code-v0"}, skills={"mode": "read-write"})))
+    library = SkillLibrary(store, SkillsConfig(mode="read-write"), run_id="sk")
+    snapshots = []
+    for body in ("n % 2 == 0", "n % 2 == 1", "not n % 2"):
+        library.add(Skill(name="is_even", description="Whether an integer is even.", signature="is_even(n: int) -> bool",
+                          code=f"def is_even(n):\n    return {body}\n", tests="assert is_even(2)"))
+        if len(snapshots) < 2:
+            snapshots.append(library.snapshot())
+    store.close()
+    return run_dir, snapshots
+
+
+def eval_with_memory(server, skill_run, memory, out_dir):
+    run_dir, _ = skill_run
+    out = selfgym("eval", "selfgym/Code-v0", "--policy", f"openai:{server.url}#skill-user", "-n", "1",
+                  "--memory", memory, "--memory-run", str(run_dir), "--run-dir", str(out_dir))
+    assert out.returncode == 0, out.stderr
+    (traj,) = Store(out_dir).trajectories()
+    return out.stdout, traj
+
+
+def test_eval_with_the_runs_skill_library_imports_its_current_version(server, skill_run, tmp_path):
+    stdout, traj = eval_with_memory(server, skill_run, "on", tmp_path / "on")
+    assert "selfgym/Code-v0 · heldout · 1 tasks x 1: success 1.000" in stdout
+    assert traj.success and traj.memory["skill"] == ["skill:is_even@v3"]  # shown in the prompt
+    assert traj.turns[0].info["skills_used"] == ["is_even"]
+    stdout, traj = eval_with_memory(server, skill_run, "off", tmp_path / "off")
+    assert "success 0.000" in stdout and not traj.success and not traj.memory.get("skill")
+    assert "No module named 'skills'" in traj.info["final_observation"]
+
+
+def test_eval_with_a_pinned_snapshot_plays_the_library_as_it_was(server, skill_run, tmp_path):
+    _, (first, _) = skill_run
+    stdout, traj = eval_with_memory(server, skill_run, f"snapshot:{first}", tmp_path / "first")
+    assert "success 1.000" in stdout and traj.memory["skill"] == ["skill:is_even@v1"]
+    stdout, traj = eval_with_memory(server, skill_run, "snapshot", tmp_path / "latest")  # the latest snapshot
+    assert "success 0.000" in stdout and traj.memory["skill"] == ["skill:is_even@v2"]
+    out = selfgym("eval", "selfgym/Code-v0", "--policy", f"openai:{server.url}#skill-user", "-n", "1",
+                  "--memory", "snapshot:skills-nope", "--memory-run", str(skill_run[0]))
+    assert out.returncode == 2 and "no skill snapshot 'skills-nope'" in out.stderr
+
+
+def test_eval_on_a_plugin_env_without_heldout_tasks_says_so(tmp_path):
+    _write_plugin(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    out = selfgym("eval", "acme/Echo-v0", "--agent", "random", cwd=tmp_path, env=env)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "nan" not in out.stdout
+    assert out.stderr.strip() == ("error: acme/Echo-v0 has no 'heldout' tasks (its task source 'list' has only "
+                                  "'train' tasks): nothing to evaluate; pick another split (selfgym eval --split NAME) "
+                                  "or add heldout tasks to the source")
+    out = selfgym("eval", "acme/Echo-v0", "--agent", "random", "--split", "train", cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "acme/Echo-v0 · train · 1 tasks x 1: success 0.000 (95% CI 0.000-0.000)" in out.stdout
