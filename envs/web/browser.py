@@ -114,8 +114,9 @@ class _Handles:
 class Browser:
     """A Chromium process with a fresh context per episode, confined to the site's origins.
 
-    Every context reaches ``site_origins`` (the site server's) and ``config.allowed_origins`` only
-    (see ``confine``). ``open_page`` hands out a page in a new context (clean cookies and storage), taking the one
+    Its pages reach ``site_origins`` (the site server's) and ``config.allowed_origins`` and nothing
+    else (``confine``: routing on every context, the proxy settings at launch). ``open_page``
+    hands out a page in a new context (clean cookies and storage), taking the one
     ``prepare_spare`` made in the background if there is one; ``close_page`` retires a page, whose
     context is closed in the background. ``call`` runs a coroutine function on the loop with the
     hang deadline. ``restart`` replaces a dead or hung browser; ``close`` ends it (also run at

@@ -8,7 +8,7 @@ from typing import Any
 
 from selfgym.errors import ConfigError
 
-from .confine import SiteOrigins
+from .confine import SiteOrigins, origin_of
 
 __all__ = ["CHROMIUM_NAMES", "BrowserConfig", "find_chromium"]
 
@@ -72,7 +72,7 @@ class BrowserConfig:
                 f"BrowserConfig.hang_timeout_s ({self.hang_timeout_s}) must exceed action_timeout_s "
                 f"({self.action_timeout_s}), or a slow element would count as a hung browser")
         for origin in self.allowed_origins:
-            if not origin.startswith(("http://", "https://")):
+            if not origin.startswith(("http://", "https://")) or origin_of(origin) is None:
                 raise ConfigError(f"allowed_origins entries look like 'https://host[:port]', got {origin!r}")
 
     @classmethod

@@ -100,10 +100,16 @@ async def block_foreign(context: Any, origins: SiteOrigins) -> None:
     """Route ``context`` (a Playwright async ``BrowserContext``) so it reaches ``origins`` only."""
 
     async def abort(route: Any) -> None:
-        await route.abort("blockedbyclient")
+        try:
+            await route.abort("blockedbyclient")
+        except Exception:  # noqa: BLE001 - the page closed meanwhile: nothing left to block
+            pass
 
     async def close(socket: Any) -> None:
-        await socket.close(code=1008, reason="not the task's site")
+        try:
+            await socket.close(code=1008, reason="not the task's site")
+        except Exception:  # noqa: BLE001 - as above
+            pass
 
     await context.route(origins.foreign_requests(), abort)
     await context.route_web_socket(origins.foreign_sockets(), close)
