@@ -88,7 +88,7 @@ def test_eval_with_a_pinned_snapshot_plays_the_library_as_it_was(server, skill_r
 
 def test_eval_on_a_plugin_env_without_heldout_tasks_says_so(tmp_path):
     _write_plugin(tmp_path)
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
     out = selfgym("eval", "acme/Echo-v0", "--agent", "random", cwd=tmp_path, env=env)
     assert out.returncode == 2 and "Traceback" not in out.stderr and "nan" not in out.stdout
     assert out.stderr.strip() == ("error: acme/Echo-v0 has no 'heldout' tasks (its task source 'list' has only "

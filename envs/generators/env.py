@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,7 +113,9 @@ class ProposeTaskEnv(LLMEnv):
 
     Episode End:
         Terminated after the first proposal that parses; truncated after ``max_episode_steps``
-        (3 at registration) malformed ones.
+        (3 at registration) malformed ones. When every solver episode was aborted (an
+        infrastructure failure) the proposal is not judged: reward 0 and ``info["aborted"]``, so
+        the episode is counted as aborted, never scored.
 
     Arguments:
         task_source: contexts (default ``ContextSource()``: failed train tasks of the code families).
@@ -193,6 +196,11 @@ class ProposeTaskEnv(LLMEnv):
         if self.solver is not None:
             p = solver_pass_rates([task], self.solver, self.config.solver_attempts,
                                   env_kwargs={"sandbox": self._sandbox_spec} if self._sandbox_spec else None)[0]
+            if math.isnan(p):  # an infrastructure failure, not the proposer's: counted, never scored
+                reason = f"every one of the {self.config.solver_attempts} solver episodes was aborted"
+                info["aborted"] = reason
+                return StepResult(observation=f"Not judged: {reason}; the learnability of the proposal is unknown.",
+                                  terminated=True, info=info)
             task = dataclasses.replace(task, difficulty=1.0 - p)
         info["pass_rate"] = p
         self.last_task = task
