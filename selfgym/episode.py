@@ -14,7 +14,39 @@ import gymnasium
 from selfgym.errors import InfrastructureError
 from selfgym.types import Task, Trajectory, Turn
 
-__all__ = ["run_episode"]
+__all__ = ["end_trajectory", "record_turn", "run_episode"]
+
+
+def record_turn(traj: Trajectory, observation: str, completion: Any, action: str, extract_error: str | None,
+                outcome: tuple[str, Any, bool, bool, dict[str, Any]]) -> bool:
+    """Append one turn (what the agent saw, its token-exact reply, the env's answer) to ``traj``;
+    True when the episode ended, with its end flags set. Shared by ``run_episode`` and the
+    rollout engine, so both record the same schema."""
+    _, reward, terminated, truncated, info = outcome
+    turn = Turn.from_completion(observation, completion, reward=float(reward), parse_error=info.get("action_error"))
+    if action != completion.text:
+        turn.info["env_action"] = action
+    if extract_error:
+        turn.info["extract_error"] = extract_error
+    turn.info.update(info.get("turn_info") or {})  # what the env asks to keep on the turn
+    traj.turns.append(turn)
+    traj.total_reward += float(reward)
+    if not (terminated or truncated):
+        return False
+    traj.terminated, traj.truncated = bool(terminated), bool(truncated)
+    traj.success = bool(info.get("success", False))
+    traj.aborted = info.get("aborted") or None  # an env that recovered from a dead browser says so here
+    return True
+
+
+def end_trajectory(traj: Trajectory, final_observation: str, memory_ids: Any, started: float,
+                   aborted: BaseException | None = None) -> None:
+    """What every episode records when it ends: abort reason, memory ids, final observation, time."""
+    if aborted is not None:
+        traj.aborted = f"{type(aborted).__name__}: {aborted}"
+    traj.memory = dict(memory_ids or {})
+    traj.info["final_observation"] = final_observation
+    traj.duration_s = time.perf_counter() - started
 
 
 def run_episode(
@@ -47,33 +79,19 @@ def run_episode(
     traj = Trajectory(task_id=chosen.id, env_id=env.spec.id if env.spec else type(env.unwrapped).__name__,
                       seed=seed, instructions=info.get("instructions", ""), **trajectory_fields)
     agent.reset(observation, info)
+    aborted = None
     try:
         while True:
             completion = agent.act(observation, info)
             # an LLM agent may extract the action from its reply (e.g. from <action> tags)
             action, extract_error = agent.env_action(completion) if hasattr(agent, "env_action") \
                 else (completion.text, None)
-            next_obs, reward, terminated, truncated, info = env.step(action)
-            turn = Turn.from_completion(observation, completion, reward=float(reward),
-                                        parse_error=info.get("action_error"))
-            if action != completion.text:
-                turn.info["env_action"] = action
-            if extract_error:
-                turn.info["extract_error"] = extract_error
-            turn.info.update(info.get("turn_info") or {})  # what the env asks to keep on the turn
-            traj.turns.append(turn)
-            traj.total_reward += float(reward)
-            observation = next_obs
-            if terminated or truncated:
-                traj.terminated, traj.truncated = bool(terminated), bool(truncated)
-                traj.success = bool(info.get("success", False))
-                # an env that recovered from an infrastructure failure (dead browser) says so here
-                traj.aborted = info.get("aborted") or None
+            outcome = env.step(action)
+            ended = record_turn(traj, observation, completion, action, extract_error, outcome)
+            observation, info = outcome[0], outcome[4]
+            if ended:
                 break
     except InfrastructureError as exc:
-        traj.aborted = f"{type(exc).__name__}: {exc}"
-    episode = getattr(agent, "episode", None)
-    traj.memory = dict(getattr(episode, "memory_ids", None) or {})
-    traj.info["final_observation"] = observation
-    traj.duration_s = time.perf_counter() - start
+        aborted = exc
+    end_trajectory(traj, observation, getattr(getattr(agent, "episode", None), "memory_ids", None), start, aborted)
     return traj

@@ -7,7 +7,7 @@ store at once, and its env starts the next queued episode in the next step, so t
 full. Tasks come in groups of ``group_size`` attempts (GRPO's groups); episode ``i`` is reset with
 seed ``seed + i``.
 
-Turns are recorded as in ``selfgym.episode.run_episode``: the observation the agent saw, its reply
+Turns are recorded by ``selfgym.episode.record_turn``, as in ``run_episode``: the observation the agent saw, its reply
 (token-exact), the reward, and ``parse_error`` = the env's ``info["action_error"]``. An
 ``InfrastructureError`` (a dead sandbox, a failed policy server) aborts only the episodes it hit:
 they are stored as ``aborted``, counted and never scored; the run goes on.
@@ -26,9 +26,10 @@ import gymnasium
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from selfgym.episode import end_trajectory, record_turn
 from selfgym.errors import ConfigError, InfrastructureError
 from selfgym.store import Store
-from selfgym.types import Task, Trajectory, Turn
+from selfgym.types import Task, Trajectory
 
 __all__ = ["RolloutConfig", "RolloutResult", "run_rollouts"]
 
@@ -198,22 +199,9 @@ class _Engine:
             if isinstance(outcome, InfrastructureError):
                 self._finish(self.live.pop(slot), aborted=outcome)
                 continue
-            observation, reward, terminated, truncated, info = outcome
-            turn = Turn.from_completion(episode.observation, completion, reward=float(reward),
-                                        parse_error=info.get("action_error"))
-            if action != completion.text:
-                turn.info["env_action"] = action
-            if extract_error:
-                turn.info["extract_error"] = extract_error
-            turn.info.update(info.get("turn_info") or {})  # what the env asks to keep on the turn
-            episode.traj.turns.append(turn)
-            episode.traj.total_reward += float(reward)
-            episode.observation, episode.info = observation, info
-            if terminated or truncated:
-                episode.traj.terminated, episode.traj.truncated = bool(terminated), bool(truncated)
-                episode.traj.success = bool(info.get("success", False))
-                # an env that recovered from an infrastructure failure (dead browser) says so here
-                episode.traj.aborted = info.get("aborted") or None
+            ended = record_turn(episode.traj, episode.observation, completion, action, extract_error, outcome)
+            episode.observation, episode.info = outcome[0], outcome[4]
+            if ended:
                 self._finish(self.live.pop(slot))
 
     def _env_step(self, slot: int, action: str) -> Any:
@@ -224,12 +212,8 @@ class _Engine:
 
     def _finish(self, episode: _Live, aborted: BaseException | None = None) -> None:
         traj = episode.traj
-        if aborted is not None:
-            traj.aborted = f"{type(aborted).__name__}: {aborted}"
         traj.policy_id = traj.policy_id or getattr(self.agent, "policy_id", "") or getattr(self.agent, "name", "")
-        traj.memory = dict(getattr(episode.handle, "memory_ids", None) or {})
-        traj.info["final_observation"] = episode.observation
-        traj.duration_s = time.perf_counter() - episode.started
+        end_trajectory(traj, episode.observation, getattr(episode.handle, "memory_ids", None), episode.started, aborted)
         if self.store is not None:
             if traj.task_id not in self.stored_tasks:
                 self.store.add_tasks([episode.request.task], run_id=traj.run_id or None)
