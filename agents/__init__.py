@@ -6,11 +6,12 @@ policy is built.
 
 from __future__ import annotations
 
+from selfgym.models import load_model, load_tokenizer, make_tiny_model, tiny_model_dir
+
 from .base import Agent, BatchAgent, RandomAgent, ScriptedAgent, SequentialAgents, make_agent
 from .hf import TransformersConfig, TransformersPolicy
 from .llm import AgentConfig, AgentEpisode, LLMAgent
 from .memory import MemoryItem, Note, Retriever, StaticMemory
-from .models import load_model, load_tokenizer, make_tiny_model, tiny_model_dir
 from .openai_policy import OpenAIConfig, OpenAIPolicy
 from .policy import Policy, PolicyError, SamplingParams, make_policy
 from .reflection import ReflectionConfig, ReflectionMemory, ReflectionWriter, Reflector

@@ -133,8 +133,8 @@ class TransformersPolicy:
 
     @classmethod
     def load(cls, config: TransformersConfig) -> TransformersPolicy:
-        """Load the model named by ``config.model`` (see ``agents.models.load_model``)."""
-        from .models import load_model
+        """Load the model named by ``config.model`` (see ``selfgym.models.load_model``)."""
+        from selfgym.models import load_model
 
         model, tokenizer = load_model(config.model, device=config.device)
         return cls(model, tokenizer, config)

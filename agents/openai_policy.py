@@ -98,7 +98,7 @@ class OpenAIPolicy:
         chat = [to_chat(m) for m in messages]
         if self.config.tokenizer:
             if self._tokenizer is None:
-                from .models import load_tokenizer
+                from selfgym.models import load_tokenizer
 
                 self._tokenizer = load_tokenizer(self.config.tokenizer)
             text = self._tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)

@@ -27,8 +27,9 @@ __all__ = ["CountingPolicy", "FunctionPolicy", "make_tiny_adapter", "tiny_policy
 @functools.cache
 def tiny_policy(**config: Any) -> Any:
     """The shared tiny-model ``TransformersPolicy`` (CPU)."""
+    from selfgym.models import tiny_model_dir
+
     from .hf import TransformersConfig, TransformersPolicy
-    from .models import tiny_model_dir
 
     return TransformersPolicy.load(TransformersConfig(model=str(tiny_model_dir()), device="cpu", name="tiny",
                                                       **config))
@@ -39,7 +40,7 @@ def make_tiny_adapter(directory: str | Path, *, seed: int = 0, rank: int = 4) ->
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from .models import load_model, tiny_model_dir
+    from selfgym.models import load_model, tiny_model_dir
 
     base, _ = load_model(tiny_model_dir(), device="cpu")
     torch.manual_seed(seed)
@@ -50,7 +51,7 @@ def make_tiny_adapter(directory: str | Path, *, seed: int = 0, rank: int = 4) ->
 
 @functools.cache
 def tiny_tokenizer() -> Any:
-    from .models import load_tokenizer, tiny_model_dir
+    from selfgym.models import load_tokenizer, tiny_model_dir
 
     return load_tokenizer(tiny_model_dir())
 

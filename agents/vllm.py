@@ -28,8 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from selfgym.errors import ConfigError, InfrastructureError
-
-from .models import EMBEDDED, embedded_checkpoint
+from selfgym.models import EMBEDDED, embedded_checkpoint
 
 __all__ = ["VLLMServer", "load_lora_adapter", "start_vllm", "vllm_command"]
 

@@ -31,7 +31,7 @@ import numpy as np
 from selfgym.errors import ConfigError
 from selfgym.types import Task
 
-__all__ = ["DecontamConfig", "Decontaminator", "Match", "ngrams", "normalise", "overlap", "task_text"]
+__all__ = ["DecontamConfig", "Decontaminator", "Match", "SentenceEncoder", "ngrams", "normalise", "overlap", "task_text"]
 
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 
@@ -163,11 +163,11 @@ class Decontaminator:
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         if self._encoder is None:
-            self._encoder = _Encoder()
+            self._encoder = SentenceEncoder()
         return self._encoder.encode(texts)
 
 
-class _Encoder:
+class SentenceEncoder:
     """all-MiniLM-L6-v2 sentence embeddings (mean of token states, unit length), on the CPU."""
 
     def __init__(self) -> None:

@@ -13,10 +13,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal, Self
 
+from selfgym.errors import ConfigError
+
 __all__ = [
     "SPLITS",
     "Completion",
     "ExecResult",
+    "SamplingParams",
     "Message",
     "Split",
     "Task",
@@ -202,3 +205,34 @@ class ExecResult(_Record):
     @property
     def ok(self) -> bool:
         return self.exit_code == 0 and not self.timed_out and not self.oom
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplingParams:
+    """How to sample one completion per prompt (the OpenAI / vLLM names and meanings)."""
+
+    max_tokens: int = field(default=256, metadata={"help": "most new tokens per completion"})
+    temperature: float = field(default=1.0, metadata={"help": "0 means greedy decoding"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass (1 = off)"})
+    top_k: int = field(default=0, metadata={"help": "keep the k most likely tokens (0 = off)"})
+    stop: tuple[str, ...] = field(default=(), metadata={"help": "stop strings; the text ends before them"})
+    seed: int | None = field(default=None, metadata={"help": "seed of the sampler (None: not reseeded)"})
+    logprobs: bool = field(default=True, metadata={"help": "record the log-probability of each new token"})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str | list):
+            object.__setattr__(self, "stop", (self.stop,) if isinstance(self.stop, str) else tuple(self.stop))
+        if self.max_tokens < 1:
+            raise ConfigError(f"SamplingParams.max_tokens must be >= 1, got {self.max_tokens}")
+        if self.temperature < 0:
+            raise ConfigError(f"SamplingParams.temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"SamplingParams.top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ConfigError(f"SamplingParams.top_k must be >= 0 (0 = off), got {self.top_k}")
+        if any(not s for s in self.stop):
+            raise ConfigError("SamplingParams.stop: stop strings must be non-empty")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0

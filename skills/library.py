@@ -27,10 +27,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from selfgym.agents.policy import SamplingParams
 from selfgym.errors import ConfigError
 from selfgym.store import Store
-from selfgym.types import Task, new_id
+from selfgym.types import SamplingParams, Task, new_id
 
 __all__ = ["KIND", "SNAPSHOT_KIND", "Skill", "SkillLibrary", "SkillsConfig"]
 
@@ -220,9 +219,9 @@ class SkillLibrary:
 
     def _dense(self, task: Task, skills: list[Skill], k: int) -> list[Skill]:
         if self._encoder is None:
-            from selfgym.decontam import _Encoder  # the packaged all-MiniLM-L6-v2 sentence encoder
+            from selfgym.decontam import SentenceEncoder  # the packaged all-MiniLM-L6-v2
 
-            self._encoder = _Encoder()
+            self._encoder = SentenceEncoder()
         key = tuple(s.id for s in skills)
         if key != self._index_key:  # skill vectors kept while the library is unchanged
             self._index = self._encoder.encode([f"{s.name}: {s.description}" for s in skills])

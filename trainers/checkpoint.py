@@ -20,6 +20,7 @@ from typing import Any, Literal
 from peft import PeftModel
 
 from selfgym.errors import ConfigError
+from selfgym.models import load_model
 from selfgym.store import Store
 from selfgym.types import new_id
 
@@ -88,7 +89,7 @@ def save_checkpoint(
     directory.mkdir(parents=True, exist_ok=True)
     model = _unwrap(model)
     kind: Literal["lora", "full"] = "lora" if isinstance(model, PeftModel) else "full"
-    if kind == "lora":  # loaders (peft, selfgym.agents.models) find the base through this field
+    if kind == "lora":  # loaders (peft, selfgym.models) find the base through this field
         for adapter in model.peft_config.values():
             adapter.base_model_name_or_path = base_model
     if kind == "lora":  # without target embeddings there is nothing to save (and no hub lookup for them)
@@ -119,17 +120,12 @@ def read_checkpoint(path: str | Path) -> CheckpointInfo:
 
 
 def load_base_model(spec: str) -> Any:
-    """The base model named by ``spec``: a local Hugging Face model dir directly, any other spec
-    (``embedded``, a GGUF file) through ``selfgym.agents.models.load_model``."""
+    """The base model named by ``spec``: a local Hugging Face model dir as it is (it may have no
+    tokenizer), any other spec (``embedded``, a GGUF file) as ``selfgym.models`` loads a policy's."""
     if (Path(spec) / "config.json").is_file():
         from transformers import AutoModelForCausalLM
 
         return AutoModelForCausalLM.from_pretrained(spec)
-    try:
-        from selfgym.agents.models import load_model
-    except ImportError as exc:
-        raise ConfigError(f"cannot load base model {spec!r}: give a model dir, or pass base=... to "
-                          "load_checkpoint") from exc
     return load_model(spec)[0]
 
 
