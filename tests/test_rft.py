@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -129,7 +131,9 @@ def test_rft_from_the_store_raises_greedy_success_and_registers_its_checkpoint(t
     (registered,) = store.checkpoints("r1")
     assert registered["id"] == info.id and registered["algorithm"] == "rft" and registered["kind"] == "lora"
     assert read_checkpoint(registered["path"]).base_model == str(base_dir)
-    assert (tmp_path / "run" / "checkpoints").glob(f"*/{CHECKPOINT_META}")
+    # one checkpoint dir per training step, directly under the run's checkpoints/, holding its metadata
+    metas = list((run_dir / "checkpoints").glob(f"*/{CHECKPOINT_META}"))
+    assert [m.parent.resolve() for m in metas] == [Path(registered["path"])]
     logged = dict((k, v) for _, k, v in store.metrics("r1"))
     assert logged["train/rft/data/selected"] == result.metrics["data/selected"]
     # the checkpoint, loaded on its base from the metadata alone, is the trained policy
