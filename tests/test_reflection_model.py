@@ -7,7 +7,13 @@ from pathlib import Path
 
 from selfgym.agents.llm import AgentConfig, LLMAgent
 from selfgym.agents.policy import SamplingParams
-from selfgym.agents.reflection import ReflectionConfig, ReflectionMemory, ReflectionWriter, Reflector, reflection_prompt
+from selfgym.agents.reflection import (
+    ReflectionConfig,
+    ReflectionMemory,
+    ReflectionWriter,
+    Reflector,
+    reflection_prompt,
+)
 from selfgym.agents.testing import CountingPolicy, tiny_policy
 from selfgym.rollout import RolloutConfig, run_rollouts
 from selfgym.store import Store
@@ -26,10 +32,10 @@ def test_the_models_own_lessons_are_stored_per_failure_and_prompt_the_next_attem
     first = run_rollouts("selfgym/Guess-v0", agent, 3, RolloutConfig(progress=False, seed=1), store=store,
                          on_step_end=writer, env_kwargs=ENV, run_id="r")
     failed = [t for t in first.trajectories if not t.success]
-    assert len(failed) == 3  # a random model does not find the number in two guesses
+    assert failed  # a random model rarely finds the number in two guesses
     lessons = memory.items()  # in the order written
     by_id = {t.id: t for t in failed}
-    assert {r["trajectory_id"] for r in lessons} == set(by_id) and reflector.calls == [3]
+    assert {r["trajectory_id"] for r in lessons} == set(by_id) and reflector.calls == [len(failed)]  # one batch
     # each lesson is what the model writes when shown that episode, not a template or a placeholder
     prompts = [reflection_prompt(store.task(r["task_id"]), by_id[r["trajectory_id"]], config.max_turns_shown)
                for r in lessons]
