@@ -188,8 +188,14 @@ class _Handler(BaseHTTPRequestHandler):
         data = session.data if session is not None else {}
         state = self.site.state(token) if token else {}
         script = f"<script>window.SITE_DATA = {_js_json(data)};\nwindow.SITE_STATE = {_js_json(state)};</script>"
-        page = self.site.site_files["page.html"].decode()
-        page = page.replace("{{site}}", name).replace("{{title}}", SITES[name]).replace(_DATA_MARK, script, 1)
+        files = self.site.site_files
+        page = files["page.html"].decode()
+        # Styles and scripts inline: a page is one request. The browser's HTTP cache is off in the
+        # env (Playwright's routing, which confines it, disables it), so files linked from the page
+        # would be fetched again at every load.
+        for slot, file in (("common.css", "common.css"), ("common.js", "common.js"), ("site.js", f"{name}.js")):
+            page = page.replace("{{" + slot + "}}", files[file].decode(), 1)
+        page = page.replace("{{title}}", SITES[name], 1).replace(_DATA_MARK, script, 1)
         return page.encode()
 
     def _file(self, root: Path, relative: str) -> None:
