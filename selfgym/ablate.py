@@ -24,6 +24,7 @@ import numpy as np
 from rich.console import Console
 
 from selfgym.errors import ConfigError
+from selfgym.lease import RunLease
 from selfgym.loopconfig import RunConfig
 from selfgym.stats import bootstrap_ci
 from selfgym.store import Store
@@ -85,20 +86,28 @@ class AblationResult:
 
 def run_ablation(config: RunConfig, out_dir: str | Path, *, without: Sequence[str] | None = None,
                  resume: bool = False, console: Console | None = None) -> AblationResult:
-    """Run every variant (sequentially, each resumable) and write the comparison."""
+    """Run every variant (sequentially, each resumable) and write the comparison.
+
+    The ablation holds a lease on ``out_dir`` from start to end (and each variant its run's lease),
+    so a second ``selfgym ablate`` of the same folder stops at once with the holder named.
+
+    Raises:
+        RunLockedError: another live process runs this ablation.
+    """
     from selfgym.loop import train
     from selfgym.report import write_report
 
     console = console or Console(highlight=False, soft_wrap=True)
     out_dir = Path(out_dir)
     planned = variants(config, without)
-    for key, variant in planned.items():
-        console.print(f"== ablation variant {key} ({variant.name}) ==", markup=False)
-        result = train(variant, out_dir / key, resume=resume, console=console)
-        write_report(out_dir / key, result.run_id)
-    rows = [summarise_run(out_dir / key, variant.name, key) for key, variant in planned.items()]
-    _add_paired(rows)
-    return AblationResult(out_dir=out_dir, html=write_comparison(out_dir, rows), rows=rows)
+    with RunLease(out_dir, "ablation", what=f"ablation {config.name!r}"):
+        for key, variant in planned.items():
+            console.print(f"== ablation variant {key} ({variant.name}) ==", markup=False)
+            result = train(variant, out_dir / key, resume=resume, console=console)
+            write_report(out_dir / key, result.run_id)
+        rows = [summarise_run(out_dir / key, variant.name, key) for key, variant in planned.items()]
+        _add_paired(rows)
+        return AblationResult(out_dir=out_dir, html=write_comparison(out_dir, rows), rows=rows)
 
 
 def summarise_run(run_dir: Path, run_id: str, variant: str) -> dict[str, Any]:

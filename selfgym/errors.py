@@ -10,10 +10,13 @@ from __future__ import annotations
 __all__ = [
     "ActionError",
     "ConfigError",
+    "DuplicateAttemptError",
     "DuplicateRecordError",
     "InfrastructureError",
+    "RunLockedError",
     "SandboxError",
     "SelfgymError",
+    "StoreError",
     "UnknownEnvError",
     "UnknownTaskError",
 ]
@@ -47,6 +50,18 @@ class UnknownTaskError(SelfgymError, KeyError):
 
 class DuplicateRecordError(SelfgymError):
     """An append-only store record with this id exists already."""
+
+
+class DuplicateAttemptError(DuplicateRecordError):
+    """The store holds this (run, iteration, task, attempt) of a loop run already: a second writer."""
+
+
+class StoreError(SelfgymError):
+    """A store file cannot be used: not a SQLite database, damaged, foreign, or of a newer schema."""
+
+
+class RunLockedError(SelfgymError):
+    """Another live process holds the run's lease (one writer per run)."""
 
 
 class InfrastructureError(SelfgymError):

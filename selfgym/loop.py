@@ -13,7 +13,9 @@ One iteration::
 
 Everything lives in the run store, so ``resume=True`` continues a killed run: stored trajectories
 of the interrupted iteration are kept and only the missing attempts run, a registered checkpoint
-is loaded instead of training again, a stored evaluation is not repeated.
+is loaded instead of training again, a stored evaluation is not repeated. One process writes a run:
+``train`` holds the run's lease (``selfgym.lease``) from start to end, so a second ``train`` of the
+same run directory and name stops at once, and a ``--resume`` after a kill takes the run over.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from selfgym.config import to_dict
 from selfgym.curriculum import Arm, Curriculum
 from selfgym.errors import ConfigError
 from selfgym.evaluate import evaluate_tasks
+from selfgym.lease import RunLease
 from selfgym.loopconfig import RunConfig
 from selfgym.rollout import RolloutConfig, run_rollouts
 from selfgym.store import Store
@@ -145,7 +148,7 @@ class _Run:
         self.config, self.run_dir, self.console = config, run_dir, console
         self.run_id = config.name
         self.store = Store(run_dir)
-        self.store.create_run(self.run_id, to_dict(config))
+        self.store.create_run(self.run_id, to_dict(config), kind="loop")
         self.env = selfgym.make(config.env.id, **config.env.kwargs)
         self.source = self.env.unwrapped.task_source
         families = config.env.families or _families(self.source)
@@ -380,20 +383,31 @@ class _Run:
 
 def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False,
           console: Console | None = None, on_iteration: Callable[[int], None] | None = None) -> LoopResult:
-    """Run (or, with ``resume``, continue) the gym loop in ``run_dir``.
+    """Run (or, with ``resume``, continue) the gym loop in ``run_dir``, holding the run's lease.
 
     Raises:
+        RunLockedError: another live process writes this run (nothing was read or written).
         ConfigError: ``run_dir`` holds this run already and ``resume`` is False, or the stored run
             has another config than ``config`` (so a resumed run never changes its meaning).
+        DuplicateAttemptError: a process that bypassed the lease wrote the same attempt.
     """
     console = console or Console(highlight=False, soft_wrap=True)
     run_dir = Path(run_dir)
+    with RunLease(run_dir, config.name):
+        return _train(config, run_dir, resume, console, on_iteration)
+
+
+def _train(config: RunConfig, run_dir: Path, resume: bool, console: Console,
+           on_iteration: Callable[[int], None] | None) -> LoopResult:
     existing = Store(run_dir).run(config.name) if (run_dir / "store.sqlite").exists() else None
     if existing and not resume:
         raise ConfigError(f"{run_dir} already holds run {config.name!r}; pass --resume to continue it")
     if existing and existing["config"] != json.loads(json.dumps(to_dict(config))):
         raise ConfigError(f"run {config.name!r} in {run_dir} was started with another config; resume it with that one")
     run = _Run(config, run_dir, console)
+    duplicates = run.store.duplicates(run.run_id)
+    if duplicates:  # only a store written before schema v2 can hold them
+        console.print(f"warning: {run.store.path}: {duplicates.describe()}", markup=False)
     start_it = run.store.get_state(run.run_id, "iteration", 0)
     result = LoopResult(run_dir=run_dir, run_id=run.run_id, iterations=start_it)
     if config.eval.before and start_it == 0:

@@ -6,11 +6,16 @@ Writes are append-only and each record is written in one transaction, so a kille
 most the episode that was in flight; ``selfgym train --resume`` continues from what is here.
 
 Several processes may write the same store (WAL lets readers and one writer work at once; writers
-wait on each other up to ``busy_timeout_s``).
+wait on each other up to ``busy_timeout_s``), but one process writes a *run*: ``selfgym train`` holds
+the run's lease (``selfgym.lease``), and the store refuses what the loop must never hold twice: a
+second trajectory for a loop run's (iteration, task, attempt) and a second evaluation for a run's
+(iteration, split). The schema, its version and the migration of older files are in
+``selfgym.store_schema``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -20,53 +25,21 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from selfgym.errors import DuplicateRecordError
+from selfgym.errors import DuplicateAttemptError, DuplicateRecordError, StoreError
+from selfgym.store_schema import SCHEMA_VERSION, Duplicates, find_duplicates, open_schema
 from selfgym.types import Task, Trajectory, Turn
 
-__all__ = ["STORE_FILENAME", "Store"]
+__all__ = ["SCHEMA_VERSION", "STORE_FILENAME", "Store"]
 
 STORE_FILENAME = "store.sqlite"
-SCHEMA_VERSION = 1
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY, created_at REAL NOT NULL, config TEXT NOT NULL, info TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS tasks (
-    id TEXT PRIMARY KEY, family TEXT NOT NULL, split TEXT NOT NULL, difficulty REAL NOT NULL,
-    source TEXT NOT NULL, parent_id TEXT, prompt TEXT NOT NULL, payload TEXT NOT NULL,
-    run_id TEXT, created_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS trajectories (
-    id TEXT PRIMARY KEY, run_id TEXT NOT NULL, task_id TEXT NOT NULL, env_id TEXT NOT NULL,
-    policy_id TEXT NOT NULL, iteration INTEGER NOT NULL, attempt INTEGER NOT NULL,
-    success INTEGER NOT NULL, total_reward REAL NOT NULL, aborted TEXT, n_turns INTEGER NOT NULL,
-    created_at REAL NOT NULL, record TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS trajectories_run ON trajectories (run_id, iteration);
-CREATE INDEX IF NOT EXISTS trajectories_task ON trajectories (task_id);
-CREATE TABLE IF NOT EXISTS turns (
-    trajectory_id TEXT NOT NULL REFERENCES trajectories (id), idx INTEGER NOT NULL,
-    observation TEXT NOT NULL, action TEXT NOT NULL, reward REAL NOT NULL,
-    prompt_ids BLOB NOT NULL, completion_ids BLOB NOT NULL, logprobs BLOB,
-    parse_error TEXT, info TEXT NOT NULL, PRIMARY KEY (trajectory_id, idx));
-CREATE TABLE IF NOT EXISTS memory (
-    id TEXT PRIMARY KEY, kind TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL,
-    run_id TEXT, content TEXT NOT NULL, created_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS memory_kind ON memory (kind, key);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    id TEXT PRIMARY KEY, run_id TEXT NOT NULL, iteration INTEGER NOT NULL, path TEXT NOT NULL,
-    parent_id TEXT, info TEXT NOT NULL, created_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS eval_results (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, checkpoint_id TEXT,
-    env_id TEXT NOT NULL, split TEXT NOT NULL, iteration INTEGER, metrics TEXT NOT NULL,
-    created_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS metrics (
-    run_id TEXT NOT NULL, iteration INTEGER NOT NULL, key TEXT NOT NULL, value REAL NOT NULL,
-    created_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS metrics_run ON metrics (run_id, key);
-CREATE TABLE IF NOT EXISTS state (
-    run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, updated_at REAL NOT NULL,
-    PRIMARY KEY (run_id, key));
-"""
+
+def _store_error(path: Path, exc: sqlite3.DatabaseError) -> StoreError:
+    """A one-line error naming the file, for SQLite failures that are the file's fault."""
+    if type(exc) is sqlite3.DatabaseError:  # not a database, or a damaged one (not a busy or bad query)
+        return StoreError(f"{path} is damaged or not a SQLite database ({exc}); move it away or pass another "
+                          "run directory")
+    return StoreError(f"{path}: {exc}")
 
 
 def _ids_blob(ids: Iterable[int]) -> bytes:
@@ -110,16 +83,11 @@ class Store:
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        with self._transaction() as db:
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                db.execute(statement)
-            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        found = int(self._one("SELECT value FROM meta WHERE key='schema_version'")[0])
-        if found != SCHEMA_VERSION:
-            raise RuntimeError(f"{path} has store schema v{found}; this selfgym reads v{SCHEMA_VERSION}")
+        try:
+            open_schema(self._conn, path)
+        except (StoreError, sqlite3.DatabaseError) as exc:
+            self._conn.close()
+            raise exc if isinstance(exc, StoreError) else _store_error(path, exc) from None
 
     # ------------------------------------------------------------------ plumbing
     class _Tx:
@@ -141,12 +109,22 @@ class Store:
         return Store._Tx(self)
 
     def _all(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._lock, self._file_errors():
             return self._conn.execute(sql, tuple(params)).fetchall()
 
     def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
-        with self._lock:
+        with self._lock, self._file_errors():
             return self._conn.execute(sql, tuple(params)).fetchone()
+
+    @contextlib.contextmanager
+    def _file_errors(self) -> Iterator[None]:
+        """A damaged file found by a read becomes a one-line ``StoreError`` naming it."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if type(exc) is not sqlite3.DatabaseError:  # a busy store or a bad query is not the file's fault
+                raise
+            raise _store_error(self.path, exc) from None
 
     def close(self) -> None:
         with self._lock:
@@ -162,19 +140,34 @@ class Store:
         """SQLite's own consistency check (``"ok"`` when the file is sound)."""
         return str(self._one("PRAGMA integrity_check")[0])
 
+    def schema_version(self) -> int:
+        return int(self._one("SELECT value FROM meta WHERE key='schema_version'")[0])
+
+    def duplicates(self, run_id: str | None = None) -> Duplicates:
+        """Loop attempts and evaluations stored more than once (only stores written before schema v2
+        can hold them; a migration reports them and keeps them)."""
+        with self._lock:
+            return find_duplicates(self._conn, run_id)
+
     # ------------------------------------------------------------------ runs
-    def create_run(self, run_id: str, config: dict[str, Any] | None = None, **info: Any) -> None:
-        """Record a run (idempotent: an existing run keeps its first config)."""
+    def create_run(self, run_id: str, config: dict[str, Any] | None = None, *, kind: str | None = None,
+                   **info: Any) -> None:
+        """Record a run (idempotent: an existing run keeps its first config and kind).
+
+        Args:
+            kind: ``"loop"`` for a gym-loop run: the store then holds at most one trajectory per
+                (iteration, task, attempt) of it.
+        """
         with self._transaction() as db:
-            db.execute("INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?)",
-                       (run_id, time.time(), json.dumps(config or {}), json.dumps(info)))
+            db.execute("INSERT OR IGNORE INTO runs (id, created_at, config, info, kind) VALUES (?, ?, ?, ?, ?)",
+                       (run_id, time.time(), json.dumps(config or {}), json.dumps(info), kind))
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         row = self._one("SELECT * FROM runs WHERE id=?", (run_id,))
         if row is None:
             return None
         return {"id": row["id"], "created_at": row["created_at"], "config": json.loads(row["config"]),
-                "info": json.loads(row["info"])}
+                "info": json.loads(row["info"]), "kind": row["kind"]}
 
     def runs(self) -> list[str]:
         return [r[0] for r in self._all("SELECT id FROM runs ORDER BY created_at")]
@@ -217,16 +210,20 @@ class Store:
 
         Raises:
             DuplicateRecordError: a trajectory with this id is stored already (append-only).
+            DuplicateAttemptError: the run is a loop run that holds this (iteration, task, attempt)
+                already, under another id: a second process writes the run.
         """
         record = traj.to_dict()
         record.pop("turns")
         try:
             with self._transaction() as db:
                 db.execute(
-                    "INSERT INTO trajectories VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO trajectories (id, run_id, task_id, env_id, policy_id, iteration, attempt, success,"
+                    " total_reward, aborted, n_turns, created_at, record, slot) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,"
+                    " (SELECT 1 FROM runs WHERE id=? AND kind='loop'))",
                     (traj.id, traj.run_id, traj.task_id, traj.env_id, traj.policy_id, traj.iteration,
                      traj.attempt, int(traj.success), traj.total_reward, traj.aborted, len(traj.turns),
-                     time.time(), json.dumps(record)),
+                     time.time(), json.dumps(record), traj.run_id),
                 )
                 db.executemany(
                     "INSERT INTO turns VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -237,6 +234,13 @@ class Store:
         except sqlite3.IntegrityError as exc:
             if "UNIQUE" in str(exc) and self._one("SELECT 1 FROM trajectories WHERE id=?", (traj.id,)):
                 raise DuplicateRecordError(f"trajectory {traj.id!r} is already in {self.path}") from exc
+            held = self._one("SELECT id FROM trajectories WHERE run_id=? AND iteration=? AND task_id=? AND attempt=?"
+                             " AND slot=1", (traj.run_id, traj.iteration, traj.task_id, traj.attempt))
+            if "UNIQUE" in str(exc) and held:
+                raise DuplicateAttemptError(
+                    f"run {traj.run_id!r} in {self.path} holds iteration {traj.iteration}, task {traj.task_id!r}, "
+                    f"attempt {traj.attempt} already (trajectory {held[0]!r}); another process is writing this "
+                    "run: stop one of them and continue with --resume") from exc
             raise
 
     def has_trajectory(self, traj_id: str) -> bool:
@@ -337,10 +341,21 @@ class Store:
 
     def add_eval(self, *, run_id: str, env_id: str, split: str, metrics: dict[str, Any],
                  checkpoint_id: str | None = None, iteration: int | None = None) -> None:
-        with self._transaction() as db:
-            db.execute("INSERT INTO eval_results (run_id, checkpoint_id, env_id, split, iteration, metrics, created_at)"
-                       " VALUES (?,?,?,?,?,?,?)",
-                       (run_id, checkpoint_id, env_id, split, iteration, json.dumps(metrics), time.time()))
+        """Store an evaluation; one per (run, iteration, split) when ``iteration`` is given.
+
+        Raises:
+            DuplicateRecordError: the run has an evaluation of this iteration and split already.
+        """
+        try:
+            with self._transaction() as db:
+                db.execute("INSERT INTO eval_results (run_id, checkpoint_id, env_id, split, iteration, metrics,"
+                           " created_at, slot) VALUES (?,?,?,?,?,?,?,?)",
+                           (run_id, checkpoint_id, env_id, split, iteration, json.dumps(metrics), time.time(),
+                            None if iteration is None else 1))
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateRecordError(
+                f"run {run_id!r} in {self.path} has a {split} evaluation of iteration {iteration} already; another "
+                "process is writing this run: stop one of them and continue with --resume") from exc
 
     def evals(self, run_id: str) -> list[dict[str, Any]]:
         return [{"run_id": r["run_id"], "checkpoint_id": r["checkpoint_id"], "env_id": r["env_id"],
