@@ -52,7 +52,9 @@ import struct
 import sys
 import time
 import traceback
+from typing import Any, NoReturn
 
+_LIBC: Any
 try:  # prctl(PR_SET_DUMPABLE, 0); loaded once by warm workers
     import ctypes
 
@@ -102,6 +104,9 @@ class BadMessage(Exception):
 
 
 # ---------------------------------------------------------------------------------------- values
+_SEQUENCES: tuple[tuple[Any, str], ...] = ((list, "l"), (tuple, "t"), (frozenset, "z"), (set, "s"))
+
+
 def encode(value, depth: int = 0):
     """``value`` as tagged JSON of builtin types (``ValueError`` for anything else)."""
     if depth > MAX_DEPTH:
@@ -119,7 +124,7 @@ def encode(value, depth: int = 0):
         return ["c", repr(value.real), repr(value.imag)]
     if isinstance(value, (bytes, bytearray)):
         return ["b", base64.b64encode(bytes(value)).decode("ascii")]
-    for kind, tag in ((list, "l"), (tuple, "t"), (frozenset, "z"), (set, "s")):
+    for kind, tag in _SEQUENCES:
         if isinstance(value, kind):
             return [tag, [encode(item, depth + 1) for item in kind.__iter__(value)]]
     if isinstance(value, dict):
@@ -127,7 +132,7 @@ def encode(value, depth: int = 0):
     raise ValueError(f"a value of type {type(value).__name__}")
 
 
-_CONTAINERS = {"l": list, "t": tuple, "s": set, "z": frozenset}
+_CONTAINERS: dict[str, Any] = {"l": list, "t": tuple, "s": set, "z": frozenset}
 
 
 def decode(data, depth: int = 0):
@@ -405,7 +410,7 @@ class Candidate:
                 self._end("your program's test process broke the protocol")
             return message
 
-    def _end(self, why: str):
+    def _end(self, why: str) -> NoReturn:
         """Kill the candidate process; every later call raises ``CandidateGone(why)``."""
         self.kill()
         if self.gone is None:
@@ -503,6 +508,7 @@ def _rebuilt(answer: dict) -> BaseException:
     """The candidate's exception as the runner raises it: the builtin type where it is one."""
     name, message = _text(answer.get("type")), _text(answer.get("message"))
     cls = getattr(builtins, name, None)
+    exc: Any
     if answer.get("builtin") is True and isinstance(cls, type) and issubclass(cls, Exception):
         try:
             exc = cls(message) if message else cls()
@@ -724,7 +730,7 @@ def run(spec: dict, candidate: Candidate) -> dict:
     elif spec["kind"] == "assert":
         report["tests"] = [run_assert(scope, candidate, test, timeout) for test in spec["tests"]]
     else:
-        report["tests"] = [run_call(candidate, name, test, timeout, posted=posted) for test in spec["tests"]]
+        report["tests"] = [run_call(candidate, str(name), test, timeout, posted=posted) for test in spec["tests"]]
     return report
 
 
@@ -735,7 +741,7 @@ def _protect_runner() -> None:
 
 
 def _read_stdin() -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         chunk = os.read(0, 1 << 20)
         if not chunk:

@@ -185,7 +185,7 @@ def _verdict(result: ExecResult, nonce: str, spec: dict[str, Any], n_tests: int,
 
 _OUTCOME_FIELDS = {"passed": (bool,), "label": (str,), "expected": (str, type(None)), "got": (str, type(None)),
                    "error": (str, type(None)), "traceback": (str, type(None)), "timed_out": (bool,)}
-_PROBLEM_FIELDS = {
+_PROBLEM_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "syntax_error": {"msg": (str,), "line": (int, type(None)), "offset": (int, type(None)), "text": (str,)},
     "load_error": {"error": (str,), "traceback": (str, type(None)), "timed_out": (bool,)},
 }
@@ -294,7 +294,8 @@ def _verify_stdio(sandbox: Sandbox, code: str, payload: dict[str, Any], config: 
                   files: dict[str, str] | None = None) -> Verdict:
     """Whole programs: one sandboxed run per test, stdout compared line by line (trailing spaces ignored)."""
     program = "\n".join(part for part in (payload.get("preamble", ""), code) if part)
-    outcomes, last = [], None
+    outcomes: list[TestOutcome] = []
+    last = None
     for test in payload["tests"]:
         label = f"input {test['input']!r:.200}"
         if outcomes and outcomes[-1].timed_out:  # one timeout is enough: skip the rest
