@@ -16,12 +16,12 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
 from selfgym.errors import ConfigError
-from selfgym.types import SPLITS, Split, Task
+from selfgym.types import SPLITS, Split, Task, TaskSource
 
 __all__ = [
     "HELDOUT_SEED_BASE",
@@ -35,24 +35,6 @@ __all__ = [
 
 HELDOUT_SEED_BASE = 1_000_000_000
 GENERATED_SEED_BASE = 2_000_000_000
-
-
-@runtime_checkable
-class TaskSource(Protocol):
-    """Yields tasks per split.
-
-    ``sample`` draws with the env's generator, so ``reset(seed=s)`` is reproducible;
-    ``tasks`` lists a split in a fixed order (the held-out evaluation set is ``tasks("heldout")``);
-    ``get`` finds a task by id and raises ``KeyError`` if it is unknown.
-    """
-
-    name: str
-
-    def sample(self, rng: np.random.Generator, *, split: Split = "train", difficulty: float | None = None) -> Task: ...
-
-    def tasks(self, split: Split, *, limit: int | None = None) -> Iterator[Task]: ...
-
-    def get(self, task_id: str) -> Task: ...
 
 
 class ListTaskSource:

@@ -22,7 +22,7 @@ import gymnasium
 from selfgym.errors import UnknownEnvError
 
 if TYPE_CHECKING:
-    from selfgym.envs.tasks import TaskSource
+    from selfgym.types import TaskSource
 
 __all__ = [
     "ENV_ENTRY_POINT_GROUP",

@@ -10,16 +10,21 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, runtime_checkable
 
 from selfgym.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "SPLITS",
     "Completion",
     "ExecResult",
     "SamplingParams",
+    "TaskSource",
     "Message",
     "Split",
     "Task",
@@ -236,3 +241,21 @@ class SamplingParams:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+
+@runtime_checkable
+class TaskSource(Protocol):
+    """Yields tasks per split.
+
+    ``sample`` draws with the env's generator, so ``reset(seed=s)`` is reproducible;
+    ``tasks`` lists a split in a fixed order (the held-out evaluation set is ``tasks("heldout")``);
+    ``get`` finds a task by id and raises ``KeyError`` if it is unknown.
+    """
+
+    name: str
+
+    def sample(self, rng: np.random.Generator, *, split: Split = "train", difficulty: float | None = None) -> Task: ...
+
+    def tasks(self, split: Split, *, limit: int | None = None) -> Iterator[Task]: ...
+
+    def get(self, task_id: str) -> Task: ...
