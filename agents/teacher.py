@@ -22,7 +22,6 @@ measured pass rate; ``difficulty`` is ``1 - p`` (the parent's difficulty when th
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +36,8 @@ from selfgym.envs.generators.context import (
     render_context,
     summarise_failure,
 )
-from selfgym.envs.generators.env import ProposeTaskConfig, Screen, code_sandbox
+from selfgym.envs.generators.env import ProposeTaskConfig, code_sandbox
+from selfgym.envs.generators.judge import Judgement, PassRates, ProposalJudge
 from selfgym.envs.generators.proposal import (
     Proposal,
     ProposalError,
@@ -45,9 +45,8 @@ from selfgym.envs.generators.proposal import (
     parse_proposal,
     proposal_task,
     render_proposal,
-    validate_proposal,
 )
-from selfgym.envs.generators.reward import RewardKind, learnability_factor, solver_pass_rates
+from selfgym.envs.generators.reward import RewardKind
 from selfgym.errors import ConfigError
 from selfgym.store import Store
 from selfgym.types import Task, Trajectory
@@ -57,7 +56,8 @@ from .policy import Policy, SamplingParams
 __all__ = ["METRICS", "ProposalRecord", "Teacher", "TeacherConfig", "TeacherResult"]
 
 METRICS = ("teacher/proposed", "teacher/valid", "teacher/accepted", "teacher/rejected_invalid",
-           "teacher/rejected_decontam", "teacher/rejected_duplicate", "teacher/rejected_learnability")
+           "teacher/rejected_decontam", "teacher/rejected_duplicate", "teacher/rejected_learnability",
+           "teacher/aborted")
 
 SYSTEM_PROMPT = ("You are a teacher who writes small Python programming exercises with tests. "
                  "You always answer in the exact format you are asked for.")
@@ -116,7 +116,7 @@ class ProposalRecord:
 
     parent_id: str
     text: str
-    status: str  # accepted | invalid | decontam | duplicate | learnability
+    status: str  # accepted | invalid | decontam | duplicate | learnability | aborted
     reason: str | None = None
     task: Task | None = None
     pass_rate: float | None = None
@@ -186,8 +186,9 @@ class Teacher:
 
     # ------------------------------------------------------------------ proposing
     def propose(self, failures: list[Trajectory], tasks_by_id: dict[str, Task], *, iteration: int,
-                solver: Any | None, heldout: Iterable[Task]) -> TeacherResult:
-        """Propose tasks for ``failures``; store and return the accepted ones with the counts."""
+                pass_rates: PassRates | None, heldout: Iterable[Task]) -> TeacherResult:
+        """Propose tasks for ``failures``; judge them (``ProposalJudge``: the ``ProposeTask-v0``
+        rules, with ``pass_rates`` measuring learnability), store and return the accepted ones."""
         metrics = dict.fromkeys(METRICS, 0.0)
         contexts = self.contexts(failures, tasks_by_id, iteration=iteration)
         if not contexts:
@@ -196,70 +197,47 @@ class Teacher:
                                            self.config.sampling(iteration))
         known = [t for t in tasks_by_id.values() if t.split != "heldout"] + self.store.tasks(split="generated")
         known.append(example_task())  # a copy of the worked example is not a new task
-        screen = Screen(heldout, known, self.config.env_config())
+        judge = ProposalJudge(self.config.env_config(), heldout=heldout, known=known,
+                              sandbox=code_sandbox(self.sandbox_spec), pass_rates=pass_rates,
+                              min_reward=self.config.min_reward)
         records: list[ProposalRecord] = []
         candidates: list[tuple[ProposalRecord, Proposal, Task]] = []
         for (parent, _), completion in zip(contexts, completions, strict=True):
             record = ProposalRecord(parent_id=parent.id, text=completion.text, status="invalid")
             records.append(record)
-            proposal = self._screen(record, screen)
-            if proposal is not None:
-                candidates.append((record, proposal, parent))
-        accepted = self._judge(candidates, solver, iteration)
-        self.store.add_tasks(accepted, run_id=self.run_id)
+            try:
+                proposal = parse_proposal(record.text, self.config.limits)
+            except ProposalError as exc:
+                record.reason = f"does not parse: {exc}"
+                continue
+            task = proposal_task(proposal, family=self.config.family, parent_id=parent.id,
+                                 source=f"teacher:{self.teacher_id}")
+            candidates.append((record, proposal, task))
+        judgements = judge.judge([(proposal, task) for _, proposal, task in candidates])
+        accepted = [self._accept(record, judgement, tasks_by_id, iteration)
+                    for (record, _, _), judgement in zip(candidates, judgements, strict=True)]
+        accepted_tasks = [task for task in accepted if task is not None]
+        self.store.add_tasks(accepted_tasks, run_id=self.run_id)
         metrics["teacher/proposed"] = float(len(records))
         metrics["teacher/valid"] = float(sum(r.status != "invalid" for r in records))
         for status in ("invalid", "decontam", "duplicate", "learnability"):
             metrics[f"teacher/rejected_{status}"] = float(sum(r.status == status for r in records))
-        metrics["teacher/accepted"] = float(len(accepted))
-        return TeacherResult(accepted=accepted, metrics=metrics, records=records)
+        metrics["teacher/aborted"] = float(sum(r.status == "aborted" for r in records))
+        metrics["teacher/accepted"] = float(len(accepted_tasks))
+        return TeacherResult(accepted=accepted_tasks, metrics=metrics, records=records)
 
-    def _screen(self, record: ProposalRecord, screen: Screen) -> Proposal | None:
-        """Parse, validate in the sandbox, and check novelty; ``record`` says why a proposal stops."""
-        try:
-            proposal = parse_proposal(record.text, self.config.limits)
-        except ProposalError as exc:
-            record.reason = f"does not parse: {exc}"
+    def _accept(self, record: ProposalRecord, judgement: Judgement, tasks_by_id: dict[str, Task],
+                iteration: int) -> Task | None:
+        """Copy the judgement into ``record``; the task to store when it is accepted."""
+        record.status, record.reason, record.pass_rate = judgement.status, judgement.reason, judgement.pass_rate
+        if judgement.status != "accepted" or judgement.task is None:
             return None
-        validation = validate_proposal(proposal, code_sandbox(self.sandbox_spec))
-        if not validation.valid:
-            record.reason = validation.reason
-            return None
-        rejected = screen.check(proposal.prompt())
-        if rejected is not None:
-            record.status, record.reason = rejected[0], rejected[1].describe()
-            return None
-        # later proposals of this batch may not copy this one
-        screen.known.add([proposal_task(proposal, family=self.config.family)])
-        record.status = "valid"
-        return proposal
-
-    def _judge(self, candidates: list[tuple[ProposalRecord, Proposal, Task]], solver: Any | None,
-               iteration: int) -> list[Task]:
-        """Measure learnability with the solver (one batched rollout) and build the accepted tasks."""
-        config = self.config
-        tasks = [proposal_task(p, family=config.family, parent_id=parent.id, source=f"teacher:{self.teacher_id}")
-                 for _, p, parent in candidates]
-        rates: list[float | None] = [None] * len(tasks)
-        if solver is not None and tasks:
-            env_kwargs = {"sandbox": self.sandbox_spec} if self.sandbox_spec is not None else None
-            rates = list(solver_pass_rates(tasks, solver, config.solver_attempts, env_id=config.solver_env,
-                                           env_kwargs=env_kwargs, seed=config.seed + iteration))
-        accepted = []
-        for (record, _, parent), task, rate in zip(candidates, tasks, rates, strict=True):
-            p = None if rate is None or math.isnan(rate) else rate  # NaN: every solver episode was aborted
-            record.pass_rate = p
-            factor = learnability_factor(p, config.reward, lo=config.band_lo, hi=config.band_hi)
-            if p is not None and not factor > config.min_reward:
-                record.status = "learnability"
-                record.reason = f"solver pass rate {p:.2f} gives learnability {factor:.2f}"
-                continue
-            difficulty = parent.difficulty if p is None else 1.0 - p
-            generator = {"teacher_id": self.teacher_id, "run_id": self.run_id, "iteration": iteration,
-                         "target_family": parent.family, "pass_rate": p, "solver_attempts": config.solver_attempts,
-                         "learnability": factor}
-            task = dataclasses.replace(task, difficulty=float(difficulty),
-                                       payload={**task.payload, "generator": generator})
-            record.status, record.task = "accepted", task
-            accepted.append(task)
-        return accepted
+        parent = tasks_by_id.get(record.parent_id)
+        p = judgement.pass_rate
+        difficulty = (parent.difficulty if parent is not None else judgement.task.difficulty) if p is None else 1.0 - p
+        generator = {"teacher_id": self.teacher_id, "run_id": self.run_id, "iteration": iteration,
+                     "target_family": parent.family if parent is not None else "", "pass_rate": p,
+                     "solver_attempts": self.config.solver_attempts, "learnability": judgement.factor}
+        record.task = dataclasses.replace(judgement.task, difficulty=float(difficulty),
+                                          payload={**judgement.task.payload, "generator": generator})
+        return record.task

@@ -35,6 +35,7 @@ from selfgym.envs.code.families import FAMILIES
 from selfgym.envs.generators.context import oracle_proposal
 from selfgym.envs.generators.proposal import render_proposal
 from selfgym.rollout import RolloutConfig, run_rollouts
+from selfgym.run.passrates import rollout_pass_rates
 from selfgym.store import Store
 from selfgym.types import Task
 
@@ -88,7 +89,7 @@ def main() -> None:
         policy = student_policy if args.teacher == "embedded" else make_policy(args.teacher)
         teacher = Teacher(policy, config, store=store, run_id="teacher-run", teacher_id=f"teacher:{args.teacher}")
         clock = time.perf_counter()
-        result = teacher.propose(failures, tasks_by_id, iteration=0, solver=student, heldout=heldout)
+        result = teacher.propose(failures, tasks_by_id, iteration=0, pass_rates=rollout_pass_rates(student), heldout=heldout)
         report(f"teacher {args.teacher}", result, time.perf_counter() - clock)
         store.log_metrics("teacher-run", 0, result.metrics)
 
@@ -99,7 +100,7 @@ def main() -> None:
                            dataclasses.replace(config, max_tokens=4096), store=store,
                            run_id="teacher-run-baseline", teacher_id="oracle")
         clock = time.perf_counter()
-        baseline = scripted.propose(failures, tasks_by_id, iteration=0, solver=student, heldout=heldout)
+        baseline = scripted.propose(failures, tasks_by_id, iteration=0, pass_rates=rollout_pass_rates(student), heldout=heldout)
         report("baseline: scripted oracle teacher", baseline, time.perf_counter() - clock)
 
     def rate(r: TeacherResult, key: str) -> float:

@@ -40,6 +40,7 @@ from selfgym.evaluate import evaluate_tasks
 from selfgym.lease import RunLease
 from selfgym.loopconfig import RunConfig
 from selfgym.rollout import RolloutConfig, run_rollouts
+from selfgym.run.passrates import rollout_pass_rates
 from selfgym.store import Store
 from selfgym.types import Task
 
@@ -268,7 +269,11 @@ class _Run:
         ev = self.config.eval
         heldout = _eval_tasks(self.source, "heldout", max(ev.n_tasks, 200), self.config.env.families, [])
         with self.busy(f"teacher: proposing from {len(failures)} failures"):
-            result = self.teacher.propose(failures, known, iteration=iteration, solver=self.agent, heldout=heldout)
+            teach = self.config.teacher
+            env_kwargs = {"sandbox": self.teacher.sandbox_spec} if self.teacher.sandbox_spec is not None else None
+            pass_rates = rollout_pass_rates(self.agent, env_id=teach.solver_env, env_kwargs=env_kwargs,
+                                            seed=teach.seed + iteration)
+            result = self.teacher.propose(failures, known, iteration=iteration, pass_rates=pass_rates, heldout=heldout)
         metrics = {**result.metrics, "time/teacher_s": time.perf_counter() - start,
                    "teacher/generated_total": float(len(self.generated_tasks()))}
         self.store.set_state(self.run_id, marker, metrics)

@@ -15,6 +15,7 @@ from selfgym.agents.policy import SamplingParams
 from selfgym.envs.generators.env import ProposeTaskEnv
 from selfgym.episode import run_episode
 from selfgym.evaluate import summarise
+from selfgym.run.passrates import rollout_pass_rates
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ def dead_solver():
 
 
 def test_proposal_whose_solver_episodes_all_abort_is_not_judged(dead_solver):
-    env = selfgym.make("selfgym/ProposeTask-v0", solver=dead_solver, solver_attempts=3)
+    env = selfgym.make("selfgym/ProposeTask-v0", pass_rates=rollout_pass_rates(dead_solver), solver_attempts=3)
     try:
         env.reset(seed=2)
         observation, reward, terminated, truncated, info = env.step(env.unwrapped.oracle_action())
@@ -42,7 +43,7 @@ def test_proposal_whose_solver_episodes_all_abort_is_not_judged(dead_solver):
 
 
 def test_the_proposers_episode_is_counted_as_aborted_not_scored(dead_solver):
-    env = ProposeTaskEnv(solver=dead_solver, solver_attempts=2)  # unwrapped: gymnasium cannot copy the solver
+    env = ProposeTaskEnv(pass_rates=rollout_pass_rates(dead_solver), solver_attempts=2)
     try:
         traj = run_episode(env, ScriptedAgent(env), seed=2)
         assert traj.aborted == "every one of the 2 solver episodes was aborted" and not traj.success

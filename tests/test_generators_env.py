@@ -14,6 +14,7 @@ import selfgym
 from selfgym.envs.generators.context import ContextSource, oracle_proposal
 from selfgym.envs.generators.proposal import parse_proposal, proposal_task, render_proposal
 from selfgym.envs.generators.reward import band, learnability, learnability_factor
+from selfgym.run.passrates import rollout_pass_rates
 from selfgym.types import Completion, Task
 
 
@@ -104,7 +105,8 @@ def test_valid_proposal_becomes_a_task_code_env_plays_unchanged():
 
 
 def test_learnability_reward_from_solver_attempts():
-    env = selfgym.make("selfgym/ProposeTask-v0", solver=PatternSolver([True, False, False, False]), solver_attempts=4)
+    env = selfgym.make("selfgym/ProposeTask-v0", pass_rates=rollout_pass_rates(PatternSolver([True, False, False, False])),
+                       solver_attempts=4)
     try:
         env.reset(seed=2)
         _, reward, _, _, info = env.step(env.unwrapped.oracle_action())
@@ -115,7 +117,8 @@ def test_learnability_reward_from_solver_attempts():
 
 
 def test_band_reward_and_always_solved_task():
-    env = selfgym.make("selfgym/ProposeTask-v0", solver=PatternSolver([True]), solver_attempts=2, reward="band",
+    env = selfgym.make("selfgym/ProposeTask-v0", pass_rates=rollout_pass_rates(PatternSolver([True])),
+                       solver_attempts=2, reward="band",
                        band_lo=0.2, band_hi=0.8)
     try:
         env.reset(seed=2)

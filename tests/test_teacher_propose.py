@@ -14,6 +14,7 @@ from selfgym.envs.code.families import FAMILIES
 from selfgym.envs.generators.context import EXAMPLE_PROPOSAL, oracle_proposal
 from selfgym.envs.generators.proposal import PROPOSAL_FORMAT, Proposal, parse_proposal, render_proposal
 from selfgym.errors import ConfigError
+from selfgym.run.passrates import rollout_pass_rates
 from selfgym.store import Store
 from selfgym.types import Task, Trajectory, Turn
 
@@ -57,8 +58,8 @@ def counts(metrics: dict[str, float]) -> dict[str, int]:
 def test_valid_proposal_is_accepted_and_stored_with_lineage(store):
     parent, tasks = setup_tasks()
     result = teacher(store, [render_proposal(oracle_proposal(parent))], proposals_per_iteration=1,
-                     solver_attempts=4).propose([failure(parent)], tasks, iteration=3,
-                                                solver=PatternSolver([True, False]), heldout=HELDOUT)
+                     solver_attempts=4).propose([failure(parent)], tasks, iteration=3, heldout=HELDOUT,
+                                                pass_rates=rollout_pass_rates(PatternSolver([True, False])))
     assert counts(result.metrics) == {"proposed": 1, "valid": 1, "accepted": 1}
     assert set(result.metrics) == set(METRICS)
     (task,) = result.accepted
@@ -83,7 +84,7 @@ def test_invalid_proposal_is_rejected_with_the_reason(store):
                       reference=proposal.reference.replace("for args in calls]", "for args in calls[1:]]"),
                       failing=proposal.failing)
     result = teacher(store, [render_proposal(broken)], proposals_per_iteration=1).propose(
-        [failure(parent)], tasks, iteration=0, solver=None, heldout=HELDOUT)
+        [failure(parent)], tasks, iteration=0, pass_rates=None, heldout=HELDOUT)
     assert counts(result.metrics) == {"proposed": 1, "rejected_invalid": 1}
     assert result.accepted == [] and store.tasks(split="generated") == []
     assert result.records[0].reason.startswith("the reference fails its own tests: ")
@@ -93,7 +94,7 @@ def test_invalid_proposal_is_rejected_with_the_reason(store):
 def test_unparseable_proposal_counts_as_invalid(store):
     parent, tasks = setup_tasks()
     result = teacher(store, ["Sure! Here is a task: write a sort function."], proposals_per_iteration=1).propose(
-        [failure(parent)], tasks, iteration=0, solver=None, heldout=HELDOUT)
+        [failure(parent)], tasks, iteration=0, pass_rates=None, heldout=HELDOUT)
     assert counts(result.metrics) == {"proposed": 1, "rejected_invalid": 1}
     assert result.records[0].reason.startswith("does not parse: no sections found")
 
@@ -106,7 +107,7 @@ def test_heldout_near_copy_is_rejected_by_decontamination(store):
                     tests=tuple(f"assert {ep}{t['args']} == {t['expected']}" for t in original.payload["tests"][-3:]),
                     reference=original.payload["reference"], failing=(f"def {ep}(*args):\n    return None\n",))
     result = teacher(store, [render_proposal(copy)], proposals_per_iteration=1).propose(
-        [failure(parent)], tasks, iteration=0, solver=None, heldout=HELDOUT)
+        [failure(parent)], tasks, iteration=0, pass_rates=None, heldout=HELDOUT)
     assert counts(result.metrics) == {"proposed": 1, "valid": 1, "rejected_decontam": 1}
     assert result.records[0].status == "decontam" and "word n-gram overlap with task" in result.records[0].reason
     assert store.tasks(split="generated") == []
@@ -116,13 +117,13 @@ def test_duplicates_and_unlearnable_tasks_are_rejected(store):
     parent, tasks = setup_tasks()
     text = render_proposal(oracle_proposal(parent))
     result = teacher(store, [text, text], proposals_per_iteration=2).propose(
-        [failure(parent)], tasks, iteration=0, solver=None, heldout=HELDOUT)
+        [failure(parent)], tasks, iteration=0, pass_rates=None, heldout=HELDOUT)
     assert counts(result.metrics) == {"proposed": 2, "valid": 2, "accepted": 1, "rejected_duplicate": 1}
     # the stored task protects later iterations too, the prompt's worked example is protected, and a
     # new task the solver always solves is too easy
     other = list(tasks.values())[1]
     result = teacher(store, [text, VOWELS, DIGITS], proposals_per_iteration=3).propose(
-        [failure(parent), failure(other)], tasks, iteration=1, solver=PatternSolver([True]), heldout=HELDOUT)
+        [failure(parent), failure(other)], tasks, iteration=1, pass_rates=rollout_pass_rates(PatternSolver([True])), heldout=HELDOUT)
     assert counts(result.metrics) == {"proposed": 3, "valid": 3, "rejected_duplicate": 2, "rejected_learnability": 1}
     assert "format-example/" in result.records[1].reason
     assert "solver pass rate 1.00" in result.records[2].reason
@@ -132,7 +133,8 @@ def test_band_reward_accepts_inside_the_band(store):
     parent, tasks = setup_tasks()
     config = {"proposals_per_iteration": 1, "solver_attempts": 4, "reward": "band", "band_lo": 0.2, "band_hi": 0.3}
     result = teacher(store, [render_proposal(oracle_proposal(parent))], **config).propose(
-        [failure(parent)], tasks, iteration=0, solver=PatternSolver([True, False, False, False]), heldout=HELDOUT)
+        [failure(parent)], tasks, iteration=0, heldout=HELDOUT,
+        pass_rates=rollout_pass_rates(PatternSolver([True, False, False, False])))
     assert counts(result.metrics)["accepted"] == 1 and result.accepted[0].difficulty == pytest.approx(0.75)
 
 
@@ -146,7 +148,7 @@ def test_one_batched_generate_over_contexts_that_never_show_heldout_tasks(store)
     teach = Teacher(policy, TeacherConfig(proposals_per_iteration=3, examples_per_context=2), store=store,
                     run_id="run-1", teacher_id="teacher-1")
     failures = [failure(parent, "```python\ndef wrong_answer():\n    return 42\n```"), failure(second), failure(secret)]
-    result = teach.propose(failures, tasks, iteration=0, solver=None, heldout=HELDOUT)
+    result = teach.propose(failures, tasks, iteration=0, pass_rates=None, heldout=HELDOUT)
     assert policy.calls == [3] and result.metrics["teacher/proposed"] == 3
     system, example, answer, user = seen[0]
     assert system["role"] == "system" and "exact format" in system["content"]
@@ -161,7 +163,7 @@ def test_one_batched_generate_over_contexts_that_never_show_heldout_tasks(store)
 
 def test_no_failures_means_no_generation(store):
     teach = teacher(store, [])
-    result = teach.propose([], {}, iteration=0, solver=None, heldout=HELDOUT)
+    result = teach.propose([], {}, iteration=0, pass_rates=None, heldout=HELDOUT)
     assert teach.policy.calls == [] and result.accepted == [] and not any(result.metrics.values())
 
 
@@ -175,3 +177,26 @@ def test_config_checks_and_toml_shape():
         TeacherConfig(reward="variance")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="solver_attempts must be >= 1"):
         TeacherConfig(solver_attempts=0)
+
+
+def test_a_proposal_whose_solver_episodes_all_abort_is_counted_not_accepted(store):
+    """The same rule as ProposeTask-v0 (one judge): a NaN pass rate is not judged, never accepted."""
+    import socket
+
+    from selfgym.agents.llm import AgentConfig, LLMAgent
+    from selfgym.agents.openai_policy import OpenAIConfig, OpenAIPolicy
+    from selfgym.types import SamplingParams
+
+    with socket.socket() as sock:  # a port nothing listens on: every solver episode aborts
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dead = LLMAgent(OpenAIPolicy(OpenAIConfig(base_url=f"http://127.0.0.1:{port}/v1", model="solver", max_retries=0)),
+                    AgentConfig(sampling=SamplingParams(max_tokens=16)))
+    parent, tasks = setup_tasks()
+    result = teacher(store, [render_proposal(oracle_proposal(parent))], proposals_per_iteration=1,
+                     solver_attempts=2).propose([failure(parent)], tasks, iteration=0, heldout=HELDOUT,
+                                                pass_rates=rollout_pass_rates(dead))
+    assert counts(result.metrics) == {"proposed": 1, "valid": 1, "aborted": 1}
+    assert result.accepted == [] and store.tasks(split="generated") == []
+    assert result.records[0].status == "aborted" and result.records[0].pass_rate is None
+    assert result.records[0].reason == "every one of the 2 solver episodes was aborted"

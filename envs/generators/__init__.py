@@ -2,8 +2,8 @@
 
 ``parse_proposal`` reads a Code-as-Task proposal, ``validate_proposal`` runs it in the sandbox,
 ``proposal_task`` turns it into a ``generated`` task that ``Code-v0`` plays unchanged;
-``ProposeTaskEnv`` scores proposals (validity x learnability x novelty). The teacher agent that acts
-here is ``selfgym.agents.teacher.Teacher``.
+``ProposalJudge`` scores proposals (validity x learnability x novelty) for both ``ProposeTaskEnv`` and
+the teacher agent (``selfgym.agents.teacher.Teacher``), with the solver's pass rates injected.
 
 Names are imported on first use, so that ``registration`` (run on ``import selfgym``) stays light.
 """
@@ -14,14 +14,14 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "ProposeTaskConfig": "env", "ProposeTaskEnv": "env", "Screen": "env", "code_sandbox": "env",
-    "default_heldout": "env",
+    "ProposeTaskConfig": "env", "ProposeTaskEnv": "env", "code_sandbox": "env", "default_heldout": "env",
+    "Judgement": "judge", "PassRates": "judge", "ProposalJudge": "judge",
     "ContextSource": "context", "oracle_proposal": "context", "render_context": "context",
     "summarise_failure": "context",
     "PROPOSAL_FORMAT": "proposal", "Proposal": "proposal", "ProposalError": "proposal", "ProposalLimits": "proposal",
     "Validation": "proposal", "parse_proposal": "proposal", "proposal_task": "proposal",
     "render_proposal": "proposal", "task_payload": "proposal", "validate_proposal": "proposal",
-    "band": "reward", "learnability": "reward", "learnability_factor": "reward", "solver_pass_rates": "reward",
+    "band": "reward", "learnability": "reward", "learnability_factor": "reward",
 }
 
 __all__ = sorted(_EXPORTS)

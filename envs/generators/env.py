@@ -3,29 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from selfgym.decontam import DecontamConfig, Decontaminator, Match
+from selfgym.decontam import DecontamConfig, Decontaminator
 from selfgym.errors import ConfigError
 from selfgym.types import Split, Task
 
 from ..base import LLMEnv, StepResult
 from ..tasks import TaskSource
 from .context import ContextSource, example_task, oracle_proposal
-from .proposal import (
-    Proposal,
-    ProposalLimits,
-    parse_proposal,
-    proposal_task,
-    render_proposal,
-    validate_proposal,
-)
-from .reward import RewardKind, learnability_factor, solver_pass_rates
+from .judge import PassRates, ProposalJudge
+from .proposal import Proposal, ProposalLimits, parse_proposal, proposal_task, render_proposal
+from .reward import RewardKind
 
-__all__ = ["ProposeTaskConfig", "ProposeTaskEnv", "Screen", "code_sandbox", "default_heldout"]
+__all__ = ["ProposeTaskConfig", "ProposeTaskEnv", "code_sandbox", "default_heldout"]
 
 HELDOUT_PER_FAMILY = 10
 
@@ -74,22 +67,6 @@ def default_heldout() -> list[Task]:
     return [t for family in FAMILIES.values() for t in family.tasks("heldout", limit=HELDOUT_PER_FAMILY)]
 
 
-class Screen:
-    """Novelty screens of a proposal's text: held-out decontamination and duplicates of known tasks."""
-
-    def __init__(self, heldout: Iterable[Task], known: Iterable[Task], config: ProposeTaskConfig) -> None:
-        self.heldout = Decontaminator(heldout, config.decontam)
-        self.known = Decontaminator(known, config.duplicate)
-
-    def check(self, text: str) -> tuple[str, Match] | None:
-        """``("decontam" | "duplicate", match)`` for a rejected text, None for a novel one."""
-        match = self.heldout.check(text)
-        if match is not None:
-            return "decontam", match
-        match = self.known.check(text)
-        return ("duplicate", match) if match is not None else None
-
-
 class ProposeTaskEnv(LLMEnv):
     """Propose a new code task (instruction, tests, reference, failing examples) for a student who failed one.
 
@@ -119,8 +96,9 @@ class ProposeTaskEnv(LLMEnv):
 
     Arguments:
         task_source: contexts (default ``ContextSource()``: failed train tasks of the code families).
-        solver: the agent that attempts valid proposals (a ``BatchAgent``, an ``Agent`` or a factory
-            ``env -> Agent``); None: learnability is not measured.
+        pass_rates: the solver's pass rates on valid proposals (``PassRates``; the runner's
+            ``selfgym.run.passrates.rollout_pass_rates(agent)`` plays them in ``Code-v0``); None:
+            learnability is not measured.
         heldout: tasks no proposal may be close to (default: the code families' first held-out tasks).
         known: existing tasks a proposal may not duplicate (the context's tasks are always added).
         sandbox: as for ``Code-v0``.
@@ -139,7 +117,7 @@ class ProposeTaskEnv(LLMEnv):
         difficulty: float | None = None,
         render_mode: str | None = None,
         config: ProposeTaskConfig | None = None,
-        solver: Any = None,
+        pass_rates: PassRates | None = None,
         heldout: Iterable[Task] | None = None,
         known: Iterable[Task] = (),
         sandbox: Any = None,
@@ -147,11 +125,11 @@ class ProposeTaskEnv(LLMEnv):
     ) -> None:
         self.config = dataclasses.replace(config or ProposeTaskConfig(), **overrides)
         super().__init__(task_source=task_source, split=split, difficulty=difficulty, render_mode=render_mode)
-        self.solver = solver
+        self.pass_rates = pass_rates
         self._heldout = list(heldout) if heldout is not None else default_heldout()
         self._known = [*known, example_task()]  # a copy of the worked example is not a new task
         self._sandbox_spec = sandbox
-        self._screen: Screen | None = None
+        self._judge: ProposalJudge | None = None
         self._context_screen: Decontaminator | None = None
         self.last_task: Task | None = None
 
@@ -164,9 +142,9 @@ class ProposeTaskEnv(LLMEnv):
 
     def setup(self, task: Task) -> str:
         context = [Task.from_dict(t) for t in [task.payload.get("parent"), *task.payload.get("examples", [])] if t]
-        screen = self._screen
-        if screen is None:
-            screen = self._screen = Screen(self._heldout, self._known, self.config)
+        if self._judge is None:
+            self._judge = ProposalJudge(self.config, heldout=self._heldout, known=self._known,
+                                        sandbox=code_sandbox(self._sandbox_spec), pass_rates=self.pass_rates)
         self._context_screen = Decontaminator(context, self.config.duplicate)
         self.last_task = None
         return task.prompt
@@ -175,39 +153,28 @@ class ProposeTaskEnv(LLMEnv):
         return parse_proposal(action, self.config.limits)
 
     def env_response(self, proposal: Proposal) -> StepResult:
-        assert self.task is not None and self._screen is not None
-        info: dict[str, Any] = {"valid": False, "reason": None, "pass_rate": None}
-        validation = validate_proposal(proposal, code_sandbox(self._sandbox_spec))
-        if not validation.valid:
-            info["reason"] = validation.reason
-            return StepResult(observation=f"Rejected (invalid): {validation.reason}", terminated=True, info=info)
-        info["valid"] = True
-        text = proposal.prompt()
-        rejected = self._screen.check(text)
-        if rejected is None and self._context_screen and (match := self._context_screen.check(text)) is not None:
-            rejected = ("duplicate", match)
-        if rejected is not None:
-            kind, match = rejected
-            info["reason"] = f"{kind}: {match.describe()}"
-            return StepResult(observation=f"Rejected ({kind}): {match.describe()}", terminated=True, info=info)
+        assert self.task is not None and self._judge is not None
         parent = self.task.payload.get("parent") or {}
         task = proposal_task(proposal, parent_id=parent.get("id"), source="propose-task")
-        p = None
-        if self.solver is not None:
-            p = solver_pass_rates([task], self.solver, self.config.solver_attempts,
-                                  env_kwargs={"sandbox": self._sandbox_spec} if self._sandbox_spec else None)[0]
-            if math.isnan(p):  # an infrastructure failure, not the proposer's: counted, never scored
-                reason = f"every one of the {self.config.solver_attempts} solver episodes was aborted"
-                info["aborted"] = reason
-                return StepResult(observation=f"Not judged: {reason}; the learnability of the proposal is unknown.",
-                                  terminated=True, info=info)
-            task = dataclasses.replace(task, difficulty=1.0 - p)
-        info["pass_rate"] = p
-        self.last_task = task
-        reward = learnability_factor(p, self.config.reward, lo=self.config.band_lo, hi=self.config.band_hi)
+        # remember=False: each episode is judged against the same known tasks, as a fresh proposer would be
+        judgement = self._judge.judge([(proposal, task)], also_known=self._context_screen, remember=False)[0]
+        info: dict[str, Any] = {"valid": judgement.status not in ("invalid",), "reason": judgement.reason,
+                                "pass_rate": judgement.pass_rate, "status": judgement.status}
+        if judgement.status == "invalid":
+            return StepResult(observation=f"Rejected (invalid): {judgement.reason}", terminated=True, info=info)
+        if judgement.status in ("decontam", "duplicate"):
+            detail = (judgement.reason or "").split(": ", 1)[-1]
+            return StepResult(observation=f"Rejected ({judgement.status}): {detail}", terminated=True, info=info)
+        if judgement.status == "aborted":  # an infrastructure failure, not the proposer's: counted, never scored
+            info["aborted"] = judgement.reason
+            return StepResult(observation=f"Not judged: {judgement.reason}; the learnability of the proposal is "
+                              "unknown.", terminated=True, info=info)
+        self.last_task = judgement.task
+        p = judgement.pass_rate
         measured = "not measured (no solver)" if p is None else f"{p:.2f}"
-        return StepResult(observation=f"Accepted: valid and novel. Solver pass rate: {measured}. Reward {reward:.2f}.",
-                          reward=reward, terminated=True, success=reward > 0, info=info)
+        return StepResult(observation=f"Accepted: valid and novel. Solver pass rate: {measured}. "
+                          f"Reward {judgement.reward:.2f}.", reward=judgement.reward, terminated=True,
+                          success=judgement.reward > 0, info=info)
 
     def oracle_action(self) -> str:
         assert self.task is not None
