@@ -81,6 +81,10 @@ def test_second_train_refuses_while_the_first_runs_and_resume_takes_over_after_k
         try:
             second = subprocess.run(_train(config_path, run_dir, "--resume"), capture_output=True, text=True,
                                     env=cli_env, timeout=300)
+            reader = Store(run_dir, busy_timeout_s=1)  # a reader needs no lease and does not wait
+            assert reader.count_trajectories(run_id="lease", include_aborted=True) >= 6
+            assert reader.export_jsonl(tmp_path / "live.jsonl", run_id="lease") >= 1
+            reader.close()
         finally:
             os.kill(first.pid, signal.SIGCONT)
         out, err = first.communicate(timeout=600)
