@@ -34,7 +34,8 @@ import numpy as np
 import selfgym
 from selfgym.envs.code.families import FAMILIES
 from selfgym.envs.tasks import HELDOUT_SEED_BASE
-from selfgym.skills import SkillCurator, SkillLibrary, SkillsConfig, run_chain, skills_env_factory
+from selfgym.run.chain import run_chain
+from selfgym.skills import SkillCurator, SkillLibrary, SkillsConfig, skills_env_factory
 from selfgym.stats import bootstrap_ci
 from selfgym.store import Store
 from selfgym.types import Completion

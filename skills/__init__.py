@@ -2,13 +2,12 @@
 
 ``SkillLibrary`` (kept in the run store, a ``Retriever`` for the agent's prompt), ``SkillCurator``
 (usage stats, retirement, LLM extraction verified in the sandbox, merging), ``SkillsWrapper``
-(skills importable as module ``skills`` in the code env, skill-integrated reward) and
-``run_chain`` (SAGE-style sequential rollouts).
+(skills importable as module ``skills`` in the code env, skill-integrated reward). SAGE-style
+sequential rollouts over a chain of tasks are the runner's: ``selfgym.run.chain.run_chain``.
 """
 
 from __future__ import annotations
 
-from .chain import ChainResult, run_chain
 from .curator import SkillCurator, final_code, skills_used
 from .env import SkillsWrapper, skills_env_factory
 from .extract import Candidate, CandidateError, extraction_prompt, parse_candidate
@@ -18,7 +17,6 @@ from .verify import verify_candidate
 __all__ = [
     "Candidate",
     "CandidateError",
-    "ChainResult",
     "Skill",
     "SkillCurator",
     "SkillLibrary",
@@ -27,7 +25,6 @@ __all__ = [
     "extraction_prompt",
     "final_code",
     "parse_candidate",
-    "run_chain",
     "skills_env_factory",
     "skills_used",
     "verify_candidate",

@@ -18,9 +18,9 @@ from selfgym.agents.reflection import (
     reflection_prompt,
 )
 from selfgym.agents.testing import CountingPolicy, FunctionPolicy
-from selfgym.agents.testtime import RetryConfig, evaluate_with_retries
 from selfgym.errors import ConfigError
 from selfgym.rollout import RolloutConfig, run_rollouts
+from selfgym.run.testtime import RetryConfig, evaluate_with_retries
 from selfgym.store import Store
 from selfgym.types import Task
 

@@ -8,7 +8,8 @@ from test_skills_library import GOOD, SOLUTION_A, TASK_A, TASK_B, USER_CODE, WOR
 
 from selfgym.agents.llm import AgentConfig, LLMAgent
 from selfgym.agents.testing import FunctionPolicy
-from selfgym.skills import SkillCurator, SkillLibrary, SkillsConfig, parse_candidate, run_chain
+from selfgym.run.chain import run_chain
+from selfgym.skills import SkillCurator, SkillLibrary, SkillsConfig, parse_candidate
 from selfgym.store import Store
 from selfgym.trainers.grpo import GRPOConfig, turn_advantages
 from selfgym.types import Completion

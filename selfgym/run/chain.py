@@ -9,10 +9,9 @@ from typing import Any
 
 import gymnasium
 
+from selfgym.skills.curator import SkillCurator
+from selfgym.skills.env import skills_env_factory
 from selfgym.types import Task, Trajectory
-
-from .curator import SkillCurator
-from .env import skills_env_factory
 
 __all__ = ["ChainResult", "run_chain"]
 

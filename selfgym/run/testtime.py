@@ -18,14 +18,13 @@ from typing import Any
 
 import gymnasium
 
+from selfgym.agents.llm import LLMAgent
+from selfgym.agents.reflection import ReflectionConfig, ReflectionMemory, ReflectionWriter, Reflector
 from selfgym.errors import ConfigError
 from selfgym.evaluate import EvalResult, summarise
 from selfgym.rollout import RolloutConfig, run_rollouts
 from selfgym.store import Store
 from selfgym.types import Task, Trajectory
-
-from .llm import LLMAgent
-from .reflection import ReflectionConfig, ReflectionMemory, ReflectionWriter, Reflector
 
 __all__ = ["RetryConfig", "SelfImproveResult", "evaluate_with_retries"]
 
