@@ -81,7 +81,8 @@ class Spare:
     """A child forked ahead of time and the parent's ends of its pipes."""
 
     def __init__(self, pid: int, control: int, stdin_w: int, out_r: int, err_r: int, status_r: int) -> None:
-        self.pid, self.control, self.stdin_w, self.out_r, self.err_r = pid, control, stdin_w, out_r, err_r
+        self.pid, self.control, self.out_r, self.err_r = pid, control, out_r, err_r
+        self.stdin_w: int | None = stdin_w
         self.status_r: int | None = status_r
         self.reaped = False
         try:
@@ -113,8 +114,8 @@ class Worker:
     def __init__(self, config: dict) -> None:
         self.workdir = config["workdir"]
         self.scratch = [self.workdir] + list(config.get("scratch", []))
-        self.uid = config.get("uid")
-        self.gid = config.get("gid", self.uid)
+        self.uid: int | None = config.get("uid")
+        self.gid: int = config.get("gid", self.uid) if self.uid is not None else -1
         self.pidns = bool(config.get("pidns"))
         self.max_output = int(config.get("max_output_bytes", 65536))
         self.max_procs = int(config.get("max_procs", 32))
@@ -202,11 +203,14 @@ class Worker:
         """Feed stdin, read output until the child exits or the deadline, then kill what is left."""
         pipes = {spare.out_r: bytearray(), spare.err_r: bytearray()}
         output = dict(pipes)
-        stdin_view, writers = memoryview(stdin), [spare.stdin_w]
+        stdin_view = memoryview(stdin)
+        writers: list[int] = [spare.stdin_w] if spare.stdin_w is not None else []
         deadline = start + timeout_s
-        status, reported, timed_out, truncated = None, None, False, False
+        status: int | None = None
+        reported: int | None = None
+        timed_out, truncated = False, False
         while status is None and reported is None:
-            if not stdin_view and writers:
+            if not stdin_view and writers and spare.stdin_w is not None:
                 os.close(spare.stdin_w)
                 spare.stdin_w, writers = None, []
             done, wait_status = os.waitpid(spare.pid, os.WNOHANG)
@@ -223,7 +227,7 @@ class Worker:
                 readable, writable, _ = select.select(watch, writers, [], wait)
                 if writable:
                     try:
-                        stdin_view = stdin_view[os.write(spare.stdin_w, stdin_view[:READ_SIZE]):]
+                        stdin_view = stdin_view[os.write(writers[0], stdin_view[:READ_SIZE]):]
                     except BrokenPipeError:
                         stdin_view = memoryview(b"")  # the program stopped reading stdin
                 if spare.status_r in readable:
@@ -242,7 +246,8 @@ class Worker:
         if status is not None:
             sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
             reported = -sig if sig is not None else os.WEXITSTATUS(status)
-        result = _result(reported, output[spare.out_r], output[spare.err_r], duration, timed_out, truncated)
+        result = _result(reported if reported is not None else -1, bytes(output[spare.out_r]),
+                         bytes(output[spare.err_r]), duration, timed_out, truncated)
         result["clean"] = not escaped
         return result
 
@@ -396,7 +401,7 @@ def _fresh_main() -> types.ModuleType:
     0-2, which now are the child's pipes, and the server never used them, so their buffers are empty.
     """
     main = types.ModuleType("__main__")
-    main.__builtins__ = builtins
+    main.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = main
     return main
 

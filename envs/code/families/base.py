@@ -29,6 +29,8 @@ from selfgym.envs.tasks import MixedTaskSource, ProceduralTaskSource
 
 __all__ = ["CodeFamily", "Inputs", "MixedCodeTasks", "Variant", "prompt_for"]
 
+_int = int  # ``Inputs.int`` shadows the builtin inside the class body
+
 N_EXAMPLES = 2
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 WORDS = ("apple", "river", "stone", "cloud", "tiger", "lemon", "piano", "mouse", "green", "light", "ocean",
@@ -43,27 +45,28 @@ class Inputs:
         self.difficulty = difficulty
         self.magnitude = int(round(10 * 100 ** difficulty))
 
-    def int(self, lo: int | None = None, hi: int | None = None) -> int:
+    def int(self, lo: _int | None = None, hi: _int | None = None) -> _int:
         lo = -self.magnitude if lo is None else lo
         hi = self.magnitude if hi is None else hi
         return int(self.rng.integers(lo, hi + 1))
 
-    def nat(self, hi: int | None = None) -> int:
+    def nat(self, hi: _int | None = None) -> _int:
         return self.int(0, self.magnitude if hi is None else hi)
 
-    def length(self, lo: int = 0, hi: int | None = None) -> int:
+    def length(self, lo: _int = 0, hi: _int | None = None) -> _int:
         return self.int(lo, hi if hi is not None else 4 + int(8 * self.difficulty))
 
-    def ints(self, lo: int | None = None, hi: int | None = None, *, n: int | None = None, min_len: int = 0) -> list[int]:
+    def ints(self, lo: _int | None = None, hi: _int | None = None, *, n: _int | None = None,
+             min_len: _int = 0) -> list[_int]:
         return [self.int(lo, hi) for _ in range(self.length(min_len) if n is None else n)]
 
-    def word(self, lo: int = 1, hi: int = 8, letters: str = LETTERS) -> str:
+    def word(self, lo: _int = 1, hi: _int = 8, letters: str = LETTERS) -> str:
         return "".join(self.choice(letters) for _ in range(self.int(lo, hi)))
 
-    def words(self, lo: int = 1, hi: int | None = None) -> list[str]:
+    def words(self, lo: _int = 1, hi: _int | None = None) -> list[str]:
         return [self.choice(WORDS) for _ in range(self.length(lo, hi))]
 
-    def sentence(self, lo: int = 1, hi: int | None = None) -> str:
+    def sentence(self, lo: _int = 1, hi: _int | None = None) -> str:
         return " ".join(self.words(lo, hi))
 
     def choice(self, options: Sequence[Any]) -> Any:
