@@ -75,7 +75,9 @@ def _check_generated(store: Store) -> None:
     """The teacher's proposal became one task, tied to a failure of iteration 0; its twin was a duplicate."""
     counts = {k: v for _, k, v in store.metrics("mem") if k.startswith("teacher/")}
     assert (counts["teacher/accepted"], counts["teacher/rejected_duplicate"]) == (1.0, 1.0), counts
-    (task,) = store.tasks(split="generated")
+    generated = store.tasks(split="generated")
+    assert len(generated) == 1, f"{len(generated)} generated tasks stored, {counts['teacher/accepted']:.0f} accepted"
+    task = generated[0]
     failed = {t.task_id for t in store.trajectories(run_id="mem", iteration=0) if not t.success}
     assert task.parent_id in failed and task.source.startswith("teacher:mem/teacher:openai:")
     assert task.payload["entry_point"] == "run_lengths"
