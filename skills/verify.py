@@ -26,9 +26,9 @@ TEST_TIMEOUT_S = 5.0
 
 def code_sandbox() -> Any:
     """The code env's shared warm sandbox (bwrap where it works)."""
-    from selfgym.envs.code.sandbox import shared_sandbox
+    from selfgym.envs.code.factory import code_sandbox as sandbox
 
-    return shared_sandbox()
+    return sandbox()
 
 
 def verify_candidate(sandbox: Any, candidate: Candidate, *, task: Task | None = None,

@@ -18,8 +18,8 @@ _EXPORTS = {
     "humaneval_tasks": "datasets", "jsonl_tasks": "datasets", "mbpp_tasks": "datasets",
     "extract_code": "extract", "parse_tool_call": "extract",
     "format_feedback": "feedback",
-    "Sandbox": "sandbox", "SandboxConfig": "sandbox", "available_backends": "sandbox", "make_sandbox": "sandbox",
-    "register_backend": "sandbox", "shared_sandbox": "sandbox",
+    "Sandbox": "sandbox", "SandboxConfig": "sandbox", "available_backends": "factory", "make_sandbox": "factory",
+    "register_backend": "factory", "shared_sandbox": "factory", "code_sandbox": "factory",
     "TestOutcome": "verifier", "Verdict": "verifier", "VerifierConfig": "verifier", "verify": "verifier",
 }
 

@@ -12,9 +12,10 @@ from selfgym.types import ExecResult, Split, Task
 from ..base import LLMEnv, StepResult
 from ..tasks import TaskSource
 from .extract import extract_code, parse_tool_call
+from .factory import code_sandbox
 from .feedback import FeedbackMode, format_feedback
-from .sandbox import Sandbox, SandboxConfig, shared_sandbox
-from .verifier import HARNESS_MODULE, Verdict, VerifierConfig, harness_source, test_kind, verify
+from .sandbox import Sandbox, SandboxConfig
+from .verifier import Verdict, VerifierConfig, test_kind, verify
 
 __all__ = ["CodeEnv", "CodeEnvConfig"]
 
@@ -138,11 +139,7 @@ class CodeEnv(LLMEnv):
     def sandbox(self) -> Sandbox:
         """The sandbox, started on first use (the shared warm pool unless one was given)."""
         if self._sandbox is None:
-            spec = self._sandbox_spec
-            config = SandboxConfig(backend=spec) if isinstance(spec, str) else spec or SandboxConfig()
-            if HARNESS_MODULE not in dict(config.modules):
-                config = dataclasses.replace(config, modules=(*config.modules, (HARNESS_MODULE, harness_source())))
-            self._sandbox = shared_sandbox(config)  # envs with the same config share one warm pool
+            self._sandbox = code_sandbox(self._sandbox_spec)  # envs with the same config share one warm pool
         return self._sandbox
 
     # ----------------------------------------------------------------- LLMEnv hooks

@@ -23,12 +23,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from selfgym.errors import SandboxError
 from selfgym.types import ExecResult
 
-from .sandbox import Backend, SandboxConfig
+from .sandbox import Backend, SandboxConfig, Transport
 
 __all__ = [
     "PipeTransport",
@@ -99,22 +99,6 @@ def worker_config(config: SandboxConfig, *, workdir: str, scratch: list[str], pi
 def child_env(home: str) -> dict[str, str]:
     return {"PATH": CHILD_PATH, "HOME": home, "LANG": "C.UTF-8", "TMPDIR": "/tmp", "PYTHONIOENCODING": "utf-8",
             "PYTHONDONTWRITEBYTECODE": "1"}
-
-
-class Transport(Protocol):
-    """A byte pipe to one worker process, and control over its life."""
-
-    def send(self, data: bytes) -> None: ...
-
-    def recv(self, size: int, deadline: float) -> bytes:
-        """Exactly ``size`` bytes; ``EOFError`` if the worker is gone, ``TimeoutError`` at ``deadline``."""
-
-    def alive(self) -> bool: ...
-
-    def kill(self) -> None: ...
-
-    def diagnostics(self) -> str:
-        """The worker's own stderr (tail), for error messages."""
 
 
 class PipeTransport:

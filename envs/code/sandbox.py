@@ -12,34 +12,42 @@ Which failures are results and which raise: anything the *code* does (non-zero e
 timeout, memory or process limit, output flood) comes back as an ``ExecResult``; only a broken
 sandbox (cannot start, worker unresponsive twice) raises ``SandboxError``.
 
-Backends are chosen by name (``bwrap``, ``docker``, ``process``; third parties add theirs with
-``register_backend``). ``backend="auto"`` takes the first isolating backend that works on this
-host (bwrap, then docker); the unisolated ``process`` backend is used only when named, through
-``allow_fallback``, or through the ``SELFGYM_SANDBOX`` environment variable.
+This module is the contract (``SandboxConfig`` and the ``Sandbox``, ``Backend`` and ``Transport``
+protocols); ``factory.py`` builds sandboxes: backends are chosen by name (``bwrap``, ``docker``,
+``process``; third parties add theirs with ``register_backend``). ``backend="auto"`` takes the first
+isolating backend that works on this host (bwrap, then docker); the unisolated ``process`` backend
+is used only when named, through ``allow_fallback``, or through the ``SELFGYM_SANDBOX`` environment
+variable. ``make_sandbox`` and the other factory names stay importable from here.
 """
 
 from __future__ import annotations
 
-import atexit
-import os
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from selfgym.errors import ConfigError, SandboxError
+from selfgym.errors import ConfigError
 from selfgym.types import ExecResult
 
 __all__ = [
     "DEFAULT_PRELOAD",
     "SANDBOX_ENV_VAR",
+    "Backend",
     "Sandbox",
     "SandboxConfig",
-    "available_backends",
-    "make_sandbox",
-    "register_backend",
-    "shared_sandbox",
+    "Transport",
 ]
+
+_FACTORY = ("available_backends", "code_sandbox", "make_sandbox", "register_backend", "shared_sandbox")
+
+
+def __getattr__(name: str) -> Any:
+    """The factory's names, importable from the contract module as before (loaded on first use)."""
+    if name in _FACTORY:
+        from . import factory
+
+        return getattr(factory, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 SANDBOX_ENV_VAR = "SELFGYM_SANDBOX"
 AUTO_ORDER = ("bwrap", "docker")
@@ -132,101 +140,21 @@ class Backend(Protocol):
     def check(self) -> None:
         """Raise ``SandboxError`` saying why this backend cannot work here (cheap checks only)."""
 
-    def spawn(self, *, warm: bool) -> Any:
-        """Start one worker process and return its ``Transport`` (see ``pool.py``)."""
+    def spawn(self, *, warm: bool) -> Transport:
+        """Start one worker process and return its ``Transport``."""
 
 
-_BACKENDS: dict[str, Callable[[SandboxConfig], Backend]] = {}
+class Transport(Protocol):
+    """A byte pipe to one worker process, and control over its life."""
 
+    def send(self, data: bytes) -> None: ...
 
-def register_backend(name: str, factory: Callable[[SandboxConfig], Backend]) -> None:
-    """Make ``SandboxConfig(backend=name)`` build sandboxes with ``factory(config)``."""
-    if name in _BACKENDS:
-        raise ValueError(f"sandbox backend {name!r} is already registered")
-    _BACKENDS[name] = factory
+    def recv(self, size: int, deadline: float) -> bytes:
+        """Exactly ``size`` bytes; ``EOFError`` if the worker is gone, ``TimeoutError`` at ``deadline``."""
 
+    def alive(self) -> bool: ...
 
-def _builtin_backends() -> None:
-    if "bwrap" in _BACKENDS:
-        return
-    from .backends import BwrapBackend, DockerBackend, ProcessBackend
+    def kill(self) -> None: ...
 
-    _BACKENDS.update(bwrap=BwrapBackend, docker=DockerBackend, process=ProcessBackend)
-
-
-def _candidates(config: SandboxConfig) -> list[str]:
-    chosen = config.backend
-    if chosen == "auto":
-        chosen = os.environ.get(SANDBOX_ENV_VAR, "").strip() or "auto"
-    names = list(AUTO_ORDER) if chosen == "auto" else [chosen]
-    names += [name for name in config.allow_fallback if name not in names]
-    unknown = [name for name in names if name not in _BACKENDS]
-    if unknown:
-        raise ConfigError(f"unknown sandbox backend {unknown[0]!r}; known: {', '.join(sorted(_BACKENDS))}")
-    return names
-
-
-def make_sandbox(config: SandboxConfig | None = None, **overrides: Any) -> Sandbox:
-    """Build and start a sandbox: the first candidate backend that passes its self-check.
-
-    Raises:
-        SandboxError: no allowed backend works here; the message lists each one's reason.
-    """
-    from dataclasses import replace
-
-    from .pool import PooledSandbox
-
-    _builtin_backends()
-    config = replace(config or SandboxConfig(), **overrides)
-    reasons = []
-    for name in _candidates(config):
-        try:
-            backend = _BACKENDS[name](config)
-            backend.check()
-            sandbox = PooledSandbox(backend, config)
-            sandbox.start()
-            return sandbox
-        except SandboxError as exc:
-            reasons.append(f"  {name}: {exc}")
-    hint = ("Install bubblewrap (apt install bubblewrap) or start a Docker engine; to run code without "
-            f"isolation, opt in with SandboxConfig(backend='process') or {SANDBOX_ENV_VAR}=process.")
-    raise SandboxError("no sandbox backend works on this host:\n" + "\n".join(reasons) + "\n" + hint)
-
-
-def available_backends(config: SandboxConfig | None = None) -> dict[str, str | None]:
-    """Each registered backend and why it cannot run here (``None`` when it passes its cheap check)."""
-    _builtin_backends()
-    config = config or SandboxConfig()
-    status: dict[str, str | None] = {}
-    for name, factory in sorted(_BACKENDS.items()):
-        try:
-            factory(config).check()
-            status[name] = None
-        except SandboxError as exc:
-            status[name] = str(exc)
-    return status
-
-
-_SHARED: dict[tuple[int, SandboxConfig], Sandbox] = {}
-_SHARED_LOCK = threading.Lock()
-
-
-def shared_sandbox(config: SandboxConfig | None = None) -> Sandbox:
-    """One started sandbox per configuration and process (envs share its warm workers).
-
-    Closed at interpreter exit; do not ``close()`` it yourself. A forked process gets its own.
-    """
-    key = (os.getpid(), config or SandboxConfig())
-    with _SHARED_LOCK:
-        sandbox = _SHARED.get(key)
-        if sandbox is None or getattr(sandbox, "closed", False):
-            sandbox = _SHARED[key] = make_sandbox(key[1])
-        return sandbox
-
-
-@atexit.register
-def _close_shared() -> None:
-    for (pid, _), sandbox in list(_SHARED.items()):
-        if pid == os.getpid():
-            sandbox.close()
-    _SHARED.clear()
+    def diagnostics(self) -> str:
+        """The worker's own stderr (tail), for error messages."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from selfgym.decontam import DecontamConfig, Decontaminator
+from selfgym.envs.code.factory import code_sandbox
 from selfgym.errors import ConfigError
 from selfgym.types import Split, Task
 
@@ -45,19 +46,6 @@ class ProposeTaskConfig:
             raise ConfigError(f"reward must be 'learnability' or 'band', got {self.reward!r}")
         if not 0.0 <= self.band_lo <= self.band_hi <= 1.0:
             raise ConfigError(f"need 0 <= band_lo <= band_hi <= 1, got {self.band_lo}, {self.band_hi}")
-
-
-def code_sandbox(spec: Any = None) -> Any:
-    """The sandbox code tasks run in: ``spec`` as ``CodeEnv`` takes it (a Sandbox, a config, a backend name)."""
-    from selfgym.envs.code.sandbox import Sandbox, SandboxConfig, shared_sandbox
-    from selfgym.envs.code.verifier import HARNESS_MODULE, harness_source
-
-    if isinstance(spec, Sandbox):
-        return spec
-    config = SandboxConfig(backend=spec) if isinstance(spec, str) else spec or SandboxConfig()
-    if HARNESS_MODULE not in dict(config.modules):
-        config = dataclasses.replace(config, modules=(*config.modules, (HARNESS_MODULE, harness_source())))
-    return shared_sandbox(config)
 
 
 def default_heldout() -> list[Task]:
