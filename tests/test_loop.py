@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -80,8 +81,13 @@ def test_sigkill_and_resume_lose_and_duplicate_nothing(tmp_path, tiny):
         pass
     assert line.split() == ["done", "1"]
     store = Store(run_dir)
+    deadline = time.monotonic() + 120
     while store.count_trajectories(run_id="k", iteration=1) == 0:  # kill inside iteration 2's rollouts
-        pass
+        assert proc.poll() is None, f"the run exited (code {proc.returncode}) before iteration 2 stored an episode"
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("no episode of iteration 2 was stored within 120 s of iteration 1 ending")
+        time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     before = {t.id for t in store.trajectories(run_id="k", include_aborted=True)}
