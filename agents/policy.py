@@ -6,12 +6,11 @@ token included when it stopped on one), ``logprobs`` one per completion token wh
 gives them. Trainers re-score these ids; they never re-tokenise the text.
 
 Backends: ``TransformersPolicy`` (``agents/hf.py``), ``OpenAIPolicy`` (``agents/openai_policy.py``).
-``make_policy(spec)`` builds one from a short string.
+``make_policy(spec)`` (in ``factory.py``) builds one from a short string.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -24,7 +23,6 @@ __all__ = [
     "PolicyError",
     "SamplingParams",
     "cut_at_stop",
-    "make_policy",
     "to_chat",
 ]
 
@@ -67,32 +65,10 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     return (text, False) if cut < 0 else (text[:cut], True)
 
 
-_CACHE: dict[str, Policy] = {}
-_CACHE_LOCK = threading.Lock()
+def __getattr__(name: str) -> Any:
+    """``make_policy`` (in ``factory.py``), importable from the contract module as before."""
+    if name == "make_policy":
+        from .factory import make_policy
 
-
-def make_policy(spec: str = "embedded", *, cached: bool = True, **config: Any) -> Policy:
-    """Build a policy from a spec string.
-
-    - ``"embedded"``, a checkpoint or LoRA adapter dir, a ``.gguf`` file: ``TransformersPolicy``;
-    - ``"openai:<base_url>"`` or ``"openai:<base_url>#<model>"``: ``OpenAIPolicy`` (any
-      OpenAI-compatible server: ``vllm serve``, ``selfgym serve``, SGLang, llama.cpp).
-
-    With ``cached`` (default) one process loads each spec once and shares it.
-    """
-    key = f"{spec}|{sorted(config.items())}"
-    with _CACHE_LOCK:
-        if cached and key in _CACHE:
-            return _CACHE[key]
-        if spec.startswith("openai:"):
-            from .openai_policy import OpenAIConfig, OpenAIPolicy
-
-            base_url, _, model = spec.removeprefix("openai:").partition("#")
-            policy: Policy = OpenAIPolicy(OpenAIConfig(base_url=base_url, model=model or None, **config))
-        else:
-            from .hf import TransformersConfig, TransformersPolicy
-
-            policy = TransformersPolicy.load(TransformersConfig(model=spec, **config))
-        if cached:
-            _CACHE[key] = policy
-        return policy
+        return make_policy
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
