@@ -9,6 +9,7 @@ import pytest
 
 from selfgym.ablate import run_ablation, variants
 from selfgym.agents.models import tiny_model_dir
+from selfgym.agents.policy import SamplingParams
 from selfgym.config import load_toml, to_dict
 from selfgym.errors import ConfigError
 from selfgym.loopconfig import RunConfig
@@ -25,7 +26,9 @@ def config(tmp_path_factory):
     path = tmp_path_factory.mktemp("cfg") / "run.toml"
     path.write_text(loop_helpers.config_text("abl", str(tiny_model_dir()), algorithm="grpo", iterations=1))
     config = load_toml(path, RunConfig)
-    return replace(config, reflections=replace(config.reflections, enabled=True))
+    # sampled: the tiny random model's greedy reply is blank lines, which are no lesson (nothing stored)
+    reflections = replace(config.reflections, enabled=True, sampling=SamplingParams(max_tokens=16, temperature=1.0))
+    return replace(config, reflections=reflections)
 
 
 def _flatten(d, prefix=""):
@@ -68,6 +71,12 @@ def test_ablation_runs_each_variant_and_compares(tmp_path, config):
     assert not Store(tmp_path / "abl" / "no-rl").checkpoints(rows["no-rl"]["run_id"])
     assert Store(tmp_path / "abl" / "full").checkpoints(rows["full"]["run_id"])
     assert not Store(tmp_path / "abl" / "no-reflections").memory("reflection")
+    # ... while the full run wrote them: one per failed episode it reflected on, none for a success
+    full = Store(tmp_path / "abl" / "full")
+    failed = {t.id for t in full.trajectories(run_id=rows["full"]["run_id"]) if not t.success}
+    reflections = full.memory("reflection")
+    assert failed and reflections, (len(failed), len(reflections))
+    assert {r["trajectory_id"] for r in reflections} <= failed
     assert rows["full"]["vs_full"] == 0.0
     page = result.html.read_text()
     assert page.count("<tr><td>") == 3 and "plot-ablation" in page and "no-rl/report/index.html" in page
