@@ -31,7 +31,7 @@ from selfgym.agents.models import load_model
 from selfgym.agents.policy import SamplingParams
 from selfgym.envs.code.families import FAMILIES
 from selfgym.envs.tasks import HELDOUT_SEED_BASE
-from selfgym.rollout import RolloutConfig, run_rollouts
+from selfgym.run.rollout import RolloutConfig, run_rollouts
 from selfgym.stats import bootstrap_ci
 from selfgym.store import Store
 from selfgym.trainers import GRPOConfig, LoraSettings, RFTConfig, TrainConfig, make_trainer, train_from_store

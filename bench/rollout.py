@@ -33,7 +33,7 @@ from selfgym.agents.llm import AgentConfig, LLMAgent
 from selfgym.agents.models import tiny_model_dir
 from selfgym.agents.policy import SamplingParams
 from selfgym.agents.testing import CountingPolicy
-from selfgym.rollout import RolloutConfig, run_rollouts
+from selfgym.run.rollout import RolloutConfig, run_rollouts
 from selfgym.store import Store
 
 

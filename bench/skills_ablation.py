@@ -93,7 +93,7 @@ def run_arm(mode: str, args: argparse.Namespace, store_dir: str,
             heldout_agent: Any) -> tuple[list[float], list[float], dict[str, Any]]:
     """One arm: the SAGE chain of train tasks (scripted coder), then the held-out tasks played by
     ``heldout_agent(library)``, a factory or batch agent, with the final library or none."""
-    from selfgym.rollout import RolloutConfig, run_rollouts
+    from selfgym.run.rollout import RolloutConfig, run_rollouts
 
     family = FAMILIES[args.family]
     chain = [family.make(i, args.difficulty) for i in range(args.chain)]

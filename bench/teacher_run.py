@@ -34,8 +34,8 @@ from selfgym.envs.code.datasets import humaneval_tasks
 from selfgym.envs.code.families import FAMILIES
 from selfgym.envs.generators.context import oracle_proposal
 from selfgym.envs.generators.proposal import render_proposal
-from selfgym.rollout import RolloutConfig, run_rollouts
 from selfgym.run.passrates import rollout_pass_rates
+from selfgym.run.rollout import RolloutConfig, run_rollouts
 from selfgym.store import Store
 from selfgym.types import Task
 

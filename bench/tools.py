@@ -115,7 +115,7 @@ def run(n: int) -> None:
     # a whole multi-step episode, for scale
     env = selfgym.make("selfgym/Tools-v0")
     from selfgym.agents import ScriptedAgent
-    from selfgym.episode import run_episode
+    from selfgym.run.episode import run_episode
 
     start, steps = time.perf_counter(), 0
     for seed in range(100):

@@ -60,7 +60,7 @@ def run_cmd(
     run_dir: RunDirOpt = None,
 ) -> None:
     """Play episodes and print the dialogue."""
-    from selfgym.episode import run_episode
+    from selfgym.run.episode import run_episode
     from selfgym.store import Store
 
     env = selfgym.make(env_id, render_mode="ansi")
@@ -104,7 +104,7 @@ def eval_cmd(
     json_out: Annotated[Path | None, typer.Option("--json", help="write the scores as JSON here")] = None,
 ) -> None:
     """Score an agent on a split: success rate with a bootstrap 95% CI, pass@k, per family and difficulty."""
-    from selfgym.evaluate import evaluate_tasks, split_tasks
+    from selfgym.run.evaluate import evaluate_tasks, split_tasks
     from selfgym.store import Store
 
     name = f"llm:{policy}" if policy else agent
@@ -150,7 +150,7 @@ def _eval_agent(name: str, memory: str, memory_run: Path | None, seed: int):
         raise SelfgymError(f"--memory {memory} needs an LLM agent (--policy or --agent llm), not {name!r}")
     if memory_run is None:
         raise SelfgymError(f"--memory {memory} reads a run's memory: pass --memory-run RUN_DIR")
-    from selfgym.loop import run_memory
+    from selfgym.run.loop import run_memory
 
     return _llm_agent(name).with_memory(run_memory(memory_run, memory))
 
@@ -196,7 +196,7 @@ def train_cmd(
 ) -> None:
     """Run the gym loop: curriculum, rollouts, memory, trainer, held-out evaluation."""
     from selfgym.config import describe, load_toml
-    from selfgym.loopconfig import RunConfig
+    from selfgym.run.loopconfig import RunConfig
 
     if help_config:
         console.print("\n".join(describe(RunConfig)), markup=False)
@@ -204,14 +204,14 @@ def train_cmd(
     if config_path is None:
         raise SelfgymError("pass a config file, e.g. selfgym train configs/demo.toml")
     config = load_toml(config_path, RunConfig)
-    from selfgym.loop import train
+    from selfgym.run.loop import train
 
     run_dir = run_dir or Path("runs") / config.name
     result = train(config, run_dir, resume=resume, console=console)
     scores = ", ".join(f"it{it}: {v:.3f}" for it, v in sorted(result.heldout.items()))
     console.print(f"held-out success by iteration: {scores}", markup=False)
     if report:
-        from selfgym.report import write_report
+        from selfgym.run.report import write_report
 
         console.print(f"report: {write_report(run_dir, result.run_id)}", markup=False)
 
@@ -226,9 +226,9 @@ def ablate_cmd(
     resume: Annotated[bool, typer.Option("--resume", help="continue the variants stored in --out")] = False,
 ) -> None:
     """Run matched-budget variants of a config without each component, and one comparison report."""
-    from selfgym.ablate import fmt_score, run_ablation
     from selfgym.config import load_toml
-    from selfgym.loopconfig import RunConfig
+    from selfgym.run.ablate import fmt_score, run_ablation
+    from selfgym.run.loopconfig import RunConfig
 
     config = load_toml(config_path, RunConfig)
     names = [w.strip() for w in without.split(",") if w.strip()] if without else None
@@ -247,7 +247,7 @@ def report_cmd(
     run_id: Annotated[str | None, typer.Option("--run", help="run id (default: the latest in the store)")] = None,
 ) -> None:
     """Write the run's HTML report (plots, before/after table) and TensorBoard scalars."""
-    from selfgym.report import write_report
+    from selfgym.run.report import write_report
     from selfgym.store import STORE_FILENAME
 
     if not (run_dir / STORE_FILENAME).exists():

@@ -19,7 +19,7 @@ RunDir = Annotated[Path, typer.Argument(help="run directory (holds store.sqlite)
 
 
 def _library(run_dir: Path, run_id: str | None, snapshot: str | None = None):
-    from selfgym.loop import loop_run_id
+    from selfgym.run.loop import loop_run_id
     from selfgym.store import STORE_FILENAME, Store
 
     from .library import SkillLibrary

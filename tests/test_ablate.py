@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from selfgym.ablate import run_ablation, variants
 from selfgym.agents.models import tiny_model_dir
 from selfgym.agents.policy import SamplingParams
 from selfgym.config import load_toml, to_dict
 from selfgym.errors import ConfigError
-from selfgym.loopconfig import RunConfig
+from selfgym.run.ablate import run_ablation, variants
+from selfgym.run.loopconfig import RunConfig
 from selfgym.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -14,8 +14,8 @@ from selfgym.agents.llm import AgentConfig, LLMAgent
 from selfgym.agents.memory import Note, StaticMemory
 from selfgym.agents.policy import SamplingParams
 from selfgym.agents.testing import CountingPolicy, FunctionPolicy, tiny_policy
-from selfgym.episode import run_episode
 from selfgym.errors import ConfigError
+from selfgym.run.episode import run_episode
 from selfgym.store import Store
 
 

@@ -19,7 +19,7 @@ from selfgym.agents.reflection import (
 )
 from selfgym.agents.testing import CountingPolicy, FunctionPolicy
 from selfgym.errors import ConfigError
-from selfgym.rollout import RolloutConfig, run_rollouts
+from selfgym.run.rollout import RolloutConfig, run_rollouts
 from selfgym.run.testtime import RetryConfig, evaluate_with_retries
 from selfgym.store import Store
 from selfgym.types import Task

@@ -49,7 +49,7 @@ def test_eval_with_a_policy_reads_a_runs_memory_only_when_asked(tmp_path):
     from selfgym.agents.reflection import ReflectionMemory
     from selfgym.config import to_dict
     from selfgym.envs.guess import GuessTasks
-    from selfgym.loopconfig import RunConfig
+    from selfgym.run.loopconfig import RunConfig
     from selfgym.store import Store
 
     store = Store(tmp_path / "trained")

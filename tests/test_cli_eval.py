@@ -12,7 +12,7 @@ import pytest
 from selfgym.agents.server import start_server
 from selfgym.agents.testing import FunctionPolicy
 from selfgym.config import to_dict
-from selfgym.loopconfig import RunConfig
+from selfgym.run.loopconfig import RunConfig
 from selfgym.skills import SkillLibrary
 from selfgym.skills.library import Skill, SkillsConfig
 from selfgym.store import Store

@@ -15,8 +15,8 @@ from selfgym.cli import app
 from selfgym.envs.code.env import CodeEnv
 from selfgym.envs.code.families import FAMILIES
 from selfgym.envs.code.sandbox import SandboxConfig, make_sandbox
-from selfgym.episode import run_episode
 from selfgym.errors import SandboxError
+from selfgym.run.episode import run_episode
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from typing import Literal
 import pytest
 
 from selfgym.config import describe, from_dict, load_toml, to_dict
-from selfgym.curriculum import CurriculumConfig
 from selfgym.errors import ConfigError
+from selfgym.run.curriculum import CurriculumConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,7 +64,7 @@ def test_every_shipped_config_loads_and_names_a_registered_env():
     from pathlib import Path
 
     import selfgym
-    from selfgym.loopconfig import RunConfig
+    from selfgym.run.loopconfig import RunConfig
 
     configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
     assert {p.stem for p in configs} >= {"demo", "rft", "reflexion", "grpo", "score"}

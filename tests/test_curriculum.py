@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from selfgym.curriculum import Arm, Curriculum, CurriculumConfig
+from selfgym.run.curriculum import Arm, Curriculum, CurriculumConfig
 
 
 class SimulatedStudent:

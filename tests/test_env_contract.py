@@ -8,7 +8,7 @@ from gymnasium.utils.env_checker import check_env
 
 import selfgym
 from selfgym.agents import RandomAgent, ScriptedAgent
-from selfgym.episode import run_episode
+from selfgym.run.episode import run_episode
 
 ENV_IDS = [info.id for info in selfgym.list_envs()]
 

@@ -13,8 +13,8 @@ from selfgym.agents.llm import AgentConfig, LLMAgent
 from selfgym.agents.openai_policy import OpenAIConfig, OpenAIPolicy
 from selfgym.agents.policy import SamplingParams
 from selfgym.envs.generators.env import ProposeTaskEnv
-from selfgym.episode import run_episode
-from selfgym.evaluate import summarise
+from selfgym.run.episode import run_episode
+from selfgym.run.evaluate import summarise
 from selfgym.run.passrates import rollout_pass_rates
 
 

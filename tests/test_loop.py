@@ -13,8 +13,8 @@ import pytest
 from selfgym.agents.models import tiny_model_dir
 from selfgym.config import from_dict, load_toml
 from selfgym.errors import ConfigError
-from selfgym.loop import train
-from selfgym.loopconfig import RunConfig
+from selfgym.run.loop import train
+from selfgym.run.loopconfig import RunConfig
 from selfgym.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -62,8 +62,8 @@ RUNNER = textwrap.dedent('''
     import loop_helpers
     loop_helpers.register()
     from selfgym.config import load_toml
-    from selfgym.loop import train
-    from selfgym.loopconfig import RunConfig
+    from selfgym.run.loop import train
+    from selfgym.run.loopconfig import RunConfig
     config = load_toml(sys.argv[1], RunConfig)
     train(config, sys.argv[2], resume=len(sys.argv) > 4,
           on_iteration=lambda it: print("done", it, flush=True))

@@ -18,8 +18,8 @@ from selfgym.agents.testing import FunctionPolicy
 from selfgym.config import from_dict
 from selfgym.envs.code.sandbox import shared_sandbox
 from selfgym.envs.generators.proposal import Proposal, render_proposal
-from selfgym.loop import run_memory, train
-from selfgym.loopconfig import RunConfig
+from selfgym.run.loop import run_memory, train
+from selfgym.run.loopconfig import RunConfig
 from selfgym.store import Store
 
 # Valid (the reference passes, the failing example is caught) and unlike any arithmetic task.

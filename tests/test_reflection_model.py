@@ -15,7 +15,7 @@ from selfgym.agents.reflection import (
     reflection_prompt,
 )
 from selfgym.agents.testing import CountingPolicy, tiny_policy
-from selfgym.rollout import RolloutConfig, run_rollouts
+from selfgym.run.rollout import RolloutConfig, run_rollouts
 from selfgym.store import Store
 
 ENV = {"max_episode_steps": 2}

@@ -8,8 +8,8 @@ import pytest
 
 import selfgym  # noqa: F401  (registers the envs)
 from selfgym.agents import RandomAgent, ScriptedAgent
-from selfgym.evaluate import evaluate
-from selfgym.report import write_report
+from selfgym.run.evaluate import evaluate
+from selfgym.run.report import write_report
 from selfgym.store import Store
 
 

@@ -14,7 +14,7 @@ from selfgym.agents.policy import PolicyError, SamplingParams
 from selfgym.agents.testing import CountingPolicy, FunctionPolicy, tiny_policy
 from selfgym.envs.guess import GuessEnv
 from selfgym.errors import ConfigError, SandboxError
-from selfgym.rollout import RolloutConfig, run_rollouts
+from selfgym.run.rollout import RolloutConfig, run_rollouts
 from selfgym.store import Store
 from selfgym.types import Task
 

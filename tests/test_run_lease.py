@@ -151,9 +151,9 @@ def test_lease_is_refused_across_processes_and_dies_with_its_holder(tmp_path):
 def test_ablation_beside_a_live_ablation_refuses_before_running_a_variant(tmp_path, config_path):
     from dataclasses import replace
 
-    from selfgym.ablate import run_ablation
     from selfgym.config import load_toml
-    from selfgym.loopconfig import RunConfig
+    from selfgym.run.ablate import run_ablation
+    from selfgym.run.loopconfig import RunConfig
 
     config = load_toml(config_path, RunConfig)
     config = replace(config, reflections=replace(config.reflections, enabled=True))

@@ -8,8 +8,8 @@ import pytest
 import selfgym
 from selfgym.agents.memory import Retriever
 from selfgym.envs.tasks import ListTaskSource
-from selfgym.episode import run_episode
 from selfgym.errors import ConfigError
+from selfgym.run.episode import run_episode
 from selfgym.skills import (
     SkillCurator,
     SkillLibrary,

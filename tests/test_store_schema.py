@@ -16,8 +16,8 @@ from rich.console import Console
 from selfgym.agents.models import tiny_model_dir
 from selfgym.config import load_toml, to_dict
 from selfgym.errors import DuplicateAttemptError, DuplicateRecordError, StoreError
-from selfgym.loop import train
-from selfgym.loopconfig import RunConfig
+from selfgym.run.loop import train
+from selfgym.run.loopconfig import RunConfig
 from selfgym.store import SCHEMA_VERSION, Store
 from selfgym.types import Trajectory
 

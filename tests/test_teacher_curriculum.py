@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from selfgym.curriculum import Arm, Curriculum, CurriculumConfig
+from selfgym.run.curriculum import Arm, Curriculum, CurriculumConfig
 
 # a student whose success rate per generated-task difficulty bin is fixed (no learning): only the
 # learnability term tells the arms apart

@@ -15,8 +15,8 @@ from selfgym.agents import ScriptedAgent
 from selfgym.cli import app
 from selfgym.envs.tools.bfcl import bfcl_category, load_bfcl, to_openai_tools
 from selfgym.envs.tools.bfcl_ast import ast_check, standardize
-from selfgym.episode import run_episode
 from selfgym.errors import ConfigError
+from selfgym.run.episode import run_episode
 
 TIP = {"name": "finance.tip", "description": "Tip.", "parameters": {"type": "dict", "properties": {
     "bill": {"type": "float"}, "percent": {"type": "integer"}, "round_up": {"type": "boolean"},

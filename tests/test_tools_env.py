@@ -21,7 +21,7 @@ from selfgym.envs.tasks import HELDOUT_SEED_BASE, load_jsonl_tasks
 from selfgym.envs.tools import ToolEnv, ToolEnvConfig, ToolFamily, Verdict, answer_text, call_text, tool
 from selfgym.envs.tools.env import default_families
 from selfgym.envs.tools.shop import ShopTasks
-from selfgym.episode import run_episode
+from selfgym.run.episode import run_episode
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from selfgym.envs.tasks import load_jsonl_tasks
 from selfgym.envs.tools import MCPServerConfig, ToolEnv, answer_text, call_text
 from selfgym.envs.tools.inventory import DEMO_SERVER_SCRIPT, InventoryTasks
 from selfgym.envs.tools.mcp_tools import MCPConnection, ToolServerError
-from selfgym.episode import run_episode
+from selfgym.run.episode import run_episode
 
 
 @pytest.fixture(scope="module")

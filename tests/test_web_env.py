@@ -21,7 +21,7 @@ from selfgym.agents.base import ScriptedAgent
 from selfgym.envs.web.config import find_chromium
 from selfgym.envs.web.families import family_by_name
 from selfgym.envs.web.families.miniwob import ORACLES
-from selfgym.episode import run_episode
+from selfgym.run.episode import run_episode
 
 pytestmark = [
     pytest.mark.browser,

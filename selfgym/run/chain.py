@@ -36,7 +36,7 @@ def run_chain(make_env: Callable[[], gymnasium.Env], agent: Any, tasks: Sequence
 
     ``agent`` is an ``LLMAgent`` (the library is added to its memory) or a factory ``env -> Agent``.
     """
-    from selfgym.rollout import RolloutConfig, run_rollouts
+    from selfgym.run.rollout import RolloutConfig, run_rollouts
 
     library = curator.library
     if hasattr(agent, "with_memory"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from selfgym.rollout import RolloutConfig, run_rollouts
+from selfgym.run.rollout import RolloutConfig, run_rollouts
 from selfgym.types import Task
 
 __all__ = ["rollout_pass_rates", "solver_pass_rates"]

@@ -21,8 +21,8 @@ import gymnasium
 from selfgym.agents.llm import LLMAgent
 from selfgym.agents.reflection import ReflectionConfig, ReflectionMemory, ReflectionWriter, Reflector
 from selfgym.errors import ConfigError
-from selfgym.evaluate import EvalResult, summarise
-from selfgym.rollout import RolloutConfig, run_rollouts
+from selfgym.run.evaluate import EvalResult, summarise
+from selfgym.run.rollout import RolloutConfig, run_rollouts
 from selfgym.store import Store
 from selfgym.types import Task, Trajectory
 

@@ -25,7 +25,7 @@ from rich.console import Console
 
 from selfgym.errors import ConfigError
 from selfgym.lease import RunLease
-from selfgym.loopconfig import RunConfig
+from selfgym.run.loopconfig import RunConfig
 from selfgym.stats import bootstrap_ci
 from selfgym.store import Store
 
@@ -94,8 +94,8 @@ def run_ablation(config: RunConfig, out_dir: str | Path, *, without: Sequence[st
     Raises:
         RunLockedError: another live process runs this ablation.
     """
-    from selfgym.loop import train
-    from selfgym.report import write_report
+    from selfgym.run.loop import train
+    from selfgym.run.report import write_report
 
     console = console or Console(highlight=False, soft_wrap=True)
     out_dir = Path(out_dir)
@@ -149,7 +149,7 @@ def _plot(rows: list[dict[str, Any]]) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from selfgym.report import figure_png
+    from selfgym.run.report import figure_png
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for row in rows:

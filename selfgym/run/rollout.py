@@ -7,7 +7,7 @@ store at once, and its env starts the next queued episode in the next step, so t
 full. Tasks come in groups of ``group_size`` attempts (GRPO's groups); episode ``i`` is reset with
 seed ``seed + i``.
 
-Turns are recorded by ``selfgym.episode.record_turn``, as in ``run_episode``: the observation the agent saw, its reply
+Turns are recorded by ``selfgym.run.episode.record_turn``, as in ``run_episode``: the observation the agent saw, its reply
 (token-exact), the reward, and ``parse_error`` = the env's ``info["action_error"]``. An
 ``InfrastructureError`` (a dead sandbox, a failed policy server) aborts only the episodes it hit:
 they are stored as ``aborted``, counted and never scored; the run goes on.
@@ -26,8 +26,8 @@ import gymnasium
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from selfgym.episode import end_trajectory, record_turn
 from selfgym.errors import ConfigError, InfrastructureError
+from selfgym.run.episode import end_trajectory, record_turn
 from selfgym.store import Store
 from selfgym.types import Task, Trajectory
 

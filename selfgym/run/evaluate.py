@@ -9,8 +9,8 @@ from typing import Any
 
 import gymnasium
 
-from selfgym.episode import run_episode
 from selfgym.errors import ConfigError
+from selfgym.run.episode import run_episode
 from selfgym.stats import bootstrap_ci, pass_at_k
 from selfgym.types import SPLITS, Task, Trajectory
 
@@ -135,7 +135,7 @@ def evaluate_tasks(
     ``run_rollouts`` (``store``, ``run_id``, ``iteration``, ``policy_id``...). Returns the scores
     and the ``RolloutResult`` (trajectories, tokens, wall time).
     """
-    from selfgym.rollout import RolloutConfig, run_rollouts
+    from selfgym.run.rollout import RolloutConfig, run_rollouts
 
     result = run_rollouts(env, agent, tasks, RolloutConfig(group_size=k, max_concurrent=max_concurrent, seed=seed,
                                                            progress=progress), **rollout_kwargs)

@@ -34,13 +34,13 @@ from rich.console import Console
 
 import selfgym
 from selfgym.config import to_dict
-from selfgym.curriculum import Arm, Curriculum
 from selfgym.errors import ConfigError
-from selfgym.evaluate import evaluate_tasks
 from selfgym.lease import RunLease
-from selfgym.loopconfig import RunConfig
-from selfgym.rollout import RolloutConfig, run_rollouts
+from selfgym.run.curriculum import Arm, Curriculum
+from selfgym.run.evaluate import evaluate_tasks
+from selfgym.run.loopconfig import RunConfig
 from selfgym.run.passrates import rollout_pass_rates
+from selfgym.run.rollout import RolloutConfig, run_rollouts
 from selfgym.store import Store
 from selfgym.types import Task
 

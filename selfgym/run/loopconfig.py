@@ -13,8 +13,8 @@ from typing import Any, Literal
 from selfgym.agents.llm import AgentConfig
 from selfgym.agents.reflection import ReflectionConfig
 from selfgym.agents.teacher import TeacherConfig
-from selfgym.curriculum import CurriculumConfig
 from selfgym.errors import ConfigError
+from selfgym.run.curriculum import CurriculumConfig
 from selfgym.skills.library import SkillsConfig
 from selfgym.trainers.dpo import DPOConfig
 from selfgym.trainers.grpo import GRPOConfig
