@@ -131,6 +131,14 @@ class TransformersPolicy:
         self._cb_key: tuple[Any, ...] | None = None
         self._encoded: dict[str, list[int]] = {}
 
+    def use_model(self, model: Any) -> None:
+        """Generate with ``model`` from now on (e.g. the trainer's, LoRA updated in place): in eval
+        mode, with the KV cache on again (a trainer switches it off for gradient checkpointing)."""
+        self.model = model
+        model.eval()
+        base = getattr(model, "get_base_model", lambda: model)()
+        base.config.use_cache = True
+
     @classmethod
     def load(cls, config: TransformersConfig) -> TransformersPolicy:
         """Load the model named by ``config.model`` (see ``selfgym.models.load_model``)."""

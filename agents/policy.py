@@ -22,6 +22,7 @@ __all__ = [
     "Policy",
     "PolicyError",
     "SamplingParams",
+    "TrainablePolicy",
     "cut_at_stop",
     "to_chat",
 ]
@@ -48,6 +49,20 @@ class Policy(Protocol):
     def generate(self, prompts: Sequence[Sequence[ChatMessage]], params: SamplingParams) -> list[Completion]: ...
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int: ...
+
+
+@runtime_checkable
+class TrainablePolicy(Policy, Protocol):
+    """A policy whose weights live in this process, so a trainer can update them.
+
+    ``model`` and ``tokenizer`` are what a trainer trains; ``use_model`` makes the policy generate with
+    the trained model from then on (the runner calls it after each trainer step).
+    """
+
+    model: Any
+    tokenizer: Any
+
+    def use_model(self, model: Any) -> None: ...
 
 
 def to_chat(message: ChatMessage) -> dict[str, Any]:

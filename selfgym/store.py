@@ -21,6 +21,7 @@ import sqlite3
 import threading
 import time
 from array import array
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from selfgym.types import Task, Trajectory, Turn
 __all__ = ["SCHEMA_VERSION", "STORE_FILENAME", "Store"]
 
 STORE_FILENAME = "store.sqlite"
+_LOAD_BATCH = 500  # trajectories whose turns are read in one query (SQLite allows 32766 parameters)
 
 
 def _store_error(path: Path, exc: sqlite3.DatabaseError) -> StoreError:
@@ -248,7 +250,11 @@ class Store:
 
     def trajectory(self, traj_id: str) -> Trajectory | None:
         row = self._one("SELECT record FROM trajectories WHERE id=?", (traj_id,))
-        return None if row is None else self._load(row["record"])
+        if row is None:
+            return None
+        data = json.loads(row["record"])
+        data["turns"] = self._turns([traj_id]).get(traj_id, [])
+        return Trajectory.from_dict(data)
 
     def trajectories(
         self,
@@ -266,13 +272,26 @@ class Store:
                                            include_aborted=include_aborted, split=split, limit=limit))
 
     def iter_trajectories(self, **filters: Any) -> Iterator[Trajectory]:
+        """Trajectories matching the filters, their turns read in one query per batch of 500."""
         sql, params = self._trajectory_query(**filters)
-        for row in self._all(sql, params):
-            yield self._load(row["record"])
+        rows = self._all(sql, params)
+        for start in range(0, len(rows), _LOAD_BATCH):
+            records = [json.loads(r["record"]) for r in rows[start:start + _LOAD_BATCH]]
+            turns = self._turns([data["id"] for data in records])
+            for data in records:
+                data["turns"] = turns.get(data["id"], [])
+                yield Trajectory.from_dict(data)
 
     def count_trajectories(self, **filters: Any) -> int:
         sql, params = self._trajectory_query(**filters)
         return int(self._one(f"SELECT COUNT(*) FROM ({sql})", params)[0])
+
+    def count_by_task(self, **filters: Any) -> Counter[str]:
+        """How many trajectories each task has among those matching the filters (one ``GROUP BY``)."""
+        sql, params = self._trajectory_query(**filters)
+        sql = sql.replace("SELECT t.record FROM", "SELECT t.task_id, COUNT(*) AS n FROM", 1)
+        sql = sql.replace(" ORDER BY t.rowid", " GROUP BY t.task_id", 1)
+        return Counter({row["task_id"]: int(row["n"]) for row in self._all(sql, params)})
 
     @staticmethod
     def _trajectory_query(
@@ -298,16 +317,18 @@ class Store:
             sql += f" LIMIT {int(limit)}"
         return sql, params
 
-    def _load(self, record: str) -> Trajectory:
-        data = json.loads(record)
-        rows = self._all("SELECT * FROM turns WHERE trajectory_id=? ORDER BY idx", (data["id"],))
-        data["turns"] = [
-            Turn(observation=r["observation"], action=r["action"], reward=r["reward"],
-                 prompt_ids=_ids_from(r["prompt_ids"]), completion_ids=_ids_from(r["completion_ids"]),
-                 logprobs=_floats_from(r["logprobs"]), parse_error=r["parse_error"], info=json.loads(r["info"]))
-            for r in rows
-        ]
-        return Trajectory.from_dict(data)
+    def _turns(self, trajectory_ids: list[str]) -> dict[str, list[Turn]]:
+        """The turns of these trajectories, in order, from one query."""
+        marks = ",".join("?" * len(trajectory_ids))
+        rows = self._all(f"SELECT * FROM turns WHERE trajectory_id IN ({marks}) ORDER BY trajectory_id, idx",
+                         trajectory_ids)
+        out: dict[str, list[Turn]] = {}
+        for r in rows:
+            out.setdefault(r["trajectory_id"], []).append(
+                Turn(observation=r["observation"], action=r["action"], reward=r["reward"],
+                     prompt_ids=_ids_from(r["prompt_ids"]), completion_ids=_ids_from(r["completion_ids"]),
+                     logprobs=_floats_from(r["logprobs"]), parse_error=r["parse_error"], info=json.loads(r["info"])))
+        return out
 
     # ------------------------------------------------------------------ memory, checkpoints, evals
     def add_memory(self, item_id: str, kind: str, key: str, content: dict[str, Any], *,

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -222,7 +221,7 @@ class _Run:
         """The least-practised stored generated task of the arm's difficulty level."""
         pool = [t for t in self.generated_tasks() if self._bin(t.difficulty) == arm.difficulty] \
             or self.generated_tasks()
-        played = Counter(t.task_id for t in self.store.trajectories(run_id=self.run_id, include_aborted=True))
+        played = self.store.count_by_task(run_id=self.run_id, include_aborted=True)
         fresh = [t for t in pool if t.id not in taken] or pool
         low = min(played[t.id] for t in fresh)
         least = [t for t in fresh if played[t.id] == low]
@@ -231,8 +230,7 @@ class _Run:
     def rollouts(self, iteration: int, tasks: list[Task]) -> dict[str, float]:
         """Run the attempts of this iteration that the store does not hold yet."""
         group = self.config.rollout.group_size
-        done = Counter(t.task_id for t in self.store.trajectories(run_id=self.run_id, iteration=iteration,
-                                                                  include_aborted=True))
+        done = self.store.count_by_task(run_id=self.run_id, iteration=iteration, include_aborted=True)
         missing: dict[int, list[Task]] = {}
         unique = {task.id: task for task in tasks}  # a task drawn twice is one group
         for task in unique.values():
@@ -323,11 +321,7 @@ class _Run:
             self.trainer, self.store, run_id=self.run_id, iteration=iteration, run_dir=self.run_dir,
             base_model=self.config.policy.model, parent_id=self.checkpoint_id,
             since_iteration=iteration - self.config.trainer.window + 1, tokenizer=self.policy.tokenizer)
-        self.policy.model = self.trainer.model  # generate with the updated weights (LoRA in place)
-        self.policy.model.eval()
-        # training turns the KV cache off (TRL's trainer sets use_cache=False); generation needs it
-        base = getattr(self.policy.model, "get_base_model", lambda: self.policy.model)()
-        base.config.use_cache = True
+        self.policy.use_model(self.trainer.model)  # generate with the updated weights (LoRA in place)
         if info is not None:
             self.checkpoint_id = info.id
             if self.skills is not None:  # the library that goes with these weights
