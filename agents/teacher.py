@@ -48,6 +48,7 @@ from selfgym.envs.generators.proposal import (
 )
 from selfgym.envs.generators.reward import RewardKind
 from selfgym.errors import ConfigError
+from selfgym.seeds import derive_seed
 from selfgym.store import Store
 from selfgym.types import Task, Trajectory
 
@@ -107,7 +108,7 @@ class TeacherConfig:
 
     def sampling(self, iteration: int) -> SamplingParams:
         return SamplingParams(max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p,
-                              seed=self.seed * 100_003 + iteration)
+                              seed=derive_seed(self.seed, "teacher", iteration))
 
 
 @dataclass(kw_only=True)

@@ -34,6 +34,7 @@ from selfgym.agents.models import tiny_model_dir
 from selfgym.agents.policy import SamplingParams
 from selfgym.agents.testing import CountingPolicy
 from selfgym.run.rollout import RolloutConfig, run_rollouts
+from selfgym.seeds import derive_seed
 from selfgym.store import Store
 
 
@@ -96,7 +97,7 @@ def raw_run(policy: TransformersPolicy, counted: CountingPolicy, args: argparse.
     params = SamplingParams(max_tokens=args.max_tokens, temperature=1.0)
     tokens, seconds = 0, 0.0
     for step, batch in enumerate(batches):
-        seeded = dataclasses.replace(params, seed=args.seed * 1_000_003 + step)
+        seeded = dataclasses.replace(params, seed=derive_seed(args.seed, "sampling", step))  # as the engine
         start = time.perf_counter()
         outs = policy.generate_ids(batch, seeded)
         seconds += time.perf_counter() - start

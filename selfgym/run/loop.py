@@ -40,6 +40,7 @@ from selfgym.run.evaluate import evaluate_tasks
 from selfgym.run.loopconfig import RunConfig
 from selfgym.run.passrates import rollout_pass_rates
 from selfgym.run.rollout import RolloutConfig, run_rollouts
+from selfgym.seeds import derive_seed
 from selfgym.store import Store
 from selfgym.types import Task
 
@@ -241,7 +242,7 @@ class _Run:
             result = run_rollouts(
                 self.make_env, self.agent, chunk,
                 RolloutConfig(group_size=group - first_attempt, max_concurrent=self.config.rollout.max_concurrent,
-                              seed=self.config.seed * 100_003 + iteration * 1_009 + first_attempt,
+                              seed=derive_seed(self.config.seed, "rollout", iteration, first_attempt),
                               progress=self.console.is_terminal),
                 store=self.store, on_step_end=self.writer, first_attempt=first_attempt,
                 run_id=self.run_id, iteration=iteration, policy_id=self.policy_id)
@@ -270,7 +271,7 @@ class _Run:
             teach = self.config.teacher
             env_kwargs = {"sandbox": self.teacher.sandbox_spec} if self.teacher.sandbox_spec is not None else None
             pass_rates = rollout_pass_rates(self.agent, env_id=teach.solver_env, env_kwargs=env_kwargs,
-                                            seed=teach.seed + iteration)
+                                            seed=derive_seed(teach.seed, "solver", iteration))
             result = self.teacher.propose(failures, known, iteration=iteration, pass_rates=pass_rates, heldout=heldout)
         metrics = {**result.metrics, "time/teacher_s": time.perf_counter() - start,
                    "teacher/generated_total": float(len(self.generated_tasks()))}
@@ -341,7 +342,7 @@ class _Run:
             agent = agent.with_config(sampling=replace(agent.config.sampling, temperature=ev.temperature))
         scores, result = evaluate_tasks(
             self.make_env, agent, tasks, k=ev.k,
-            seed=10_000_000 + iteration, max_concurrent=self.config.rollout.max_concurrent,
+            seed=derive_seed(self.config.seed, "eval", iteration), max_concurrent=self.config.rollout.max_concurrent,
             progress=self.console.is_terminal, run_id=f"{self.run_id}/eval", iteration=iteration,
             policy_id=self.policy_id)
         self.store.add_eval(run_id=self.run_id, env_id=self.config.env.id, split=ev.split, metrics=scores.to_dict(),

@@ -28,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from selfgym.errors import ConfigError, InfrastructureError
 from selfgym.run.episode import end_trajectory, record_turn
+from selfgym.seeds import derive_seed
 from selfgym.store import Store
 from selfgym.types import Task, Trajectory
 
@@ -179,7 +180,7 @@ class _Engine:
         """One batched policy call for every live episode, then one env step each."""
         slots = sorted(self.live)
         episodes = [self.live[s] for s in slots]
-        seed = self.config.seed * 1_000_003 + self.result.steps if self.config.seed_sampling else None
+        seed = derive_seed(self.config.seed, "sampling", self.result.steps) if self.config.seed_sampling else None
         start = time.perf_counter()
         try:
             completions = self.agent.act_batch([e.handle for e in episodes], [e.observation for e in episodes],

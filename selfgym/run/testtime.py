@@ -23,6 +23,7 @@ from selfgym.agents.reflection import ReflectionConfig, ReflectionMemory, Reflec
 from selfgym.errors import ConfigError
 from selfgym.run.evaluate import EvalResult, summarise
 from selfgym.run.rollout import RolloutConfig, run_rollouts
+from selfgym.seeds import derive_seed
 from selfgym.store import Store
 from selfgym.types import Task, Trajectory
 
@@ -109,7 +110,7 @@ def evaluate_with_retries(
             break
         result = run_rollouts(
             env, retry_agent, to_retry,
-            dataclasses.replace(rollout, group_size=retry.attempts, seed=rollout.seed + 100_003 * number),
+            dataclasses.replace(rollout, group_size=retry.attempts, seed=derive_seed(rollout.seed, "retry", number)),
             store=store, first_attempt=attempt, on_step_end=writer, info={"phase": f"retry{number}"}, **fields)
         attempt += retry.attempts
         everything += result.trajectories
