@@ -20,7 +20,7 @@ import numpy as np
 from selfgym.errors import ConfigError
 from selfgym.types import Completion
 
-__all__ = ["Agent", "BatchAgent", "RandomAgent", "ScriptedAgent", "SequentialAgents", "make_agent"]
+__all__ = ["Agent", "BatchAgent", "RandomAgent", "ScriptedAgent", "SequentialAgents", "env_action", "make_agent"]
 
 
 @runtime_checkable
@@ -94,6 +94,16 @@ class BatchAgent(Protocol):
                   seed: int | None = None) -> list[Completion]: ...
 
     def env_action(self, completion: Completion) -> tuple[str, str | None]: ...
+
+
+def env_action(agent: Agent | BatchAgent, completion: Completion) -> tuple[str, str | None]:
+    """The text an agent sends to the env for ``completion``, and why it could not be extracted.
+
+    An agent may define ``env_action`` (the LLM agent extracts the action from its reply, e.g. from
+    ``<action>`` tags); for any other agent the whole reply is the action.
+    """
+    extract = getattr(agent, "env_action", None)
+    return extract(completion) if extract is not None else (completion.text, None)
 
 
 @dataclass

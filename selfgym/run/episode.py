@@ -11,6 +11,7 @@ from typing import Any
 
 import gymnasium
 
+from selfgym.agents.base import Agent, env_action
 from selfgym.errors import InfrastructureError
 from selfgym.types import Task, Trajectory, Turn
 
@@ -51,7 +52,7 @@ def end_trajectory(traj: Trajectory, final_observation: str, memory_ids: Any, st
 
 def run_episode(
     env: gymnasium.Env,
-    agent: Any,
+    agent: Agent,
     *,
     seed: int | None = None,
     task: Task | str | None = None,
@@ -83,9 +84,7 @@ def run_episode(
     try:
         while True:
             completion = agent.act(observation, info)
-            # an LLM agent may extract the action from its reply (e.g. from <action> tags)
-            action, extract_error = agent.env_action(completion) if hasattr(agent, "env_action") \
-                else (completion.text, None)
+            action, extract_error = env_action(agent, completion)
             outcome = env.step(action)
             ended = record_turn(traj, observation, completion, action, extract_error, outcome)
             observation, info = outcome[0], outcome[4]

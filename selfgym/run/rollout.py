@@ -26,6 +26,7 @@ import gymnasium
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from selfgym.agents.base import Agent, BatchAgent, SequentialAgents
 from selfgym.errors import ConfigError, InfrastructureError
 from selfgym.run.episode import end_trajectory, record_turn
 from selfgym.seeds import derive_seed
@@ -109,12 +110,14 @@ def _resolve_tasks(tasks: Sequence[Task | str] | int, env: gymnasium.Env, config
     return [t if isinstance(t, Task) else source.get(t) for t in tasks]
 
 
-def _as_batch_agent(agent: Any) -> Any:
-    if hasattr(agent, "act_batch"):
+AgentSpec = BatchAgent | Callable[[gymnasium.Env], Agent]
+"""What ``run_rollouts`` plays with: a ``BatchAgent``, or a factory of one ``Agent`` per env."""
+
+
+def _as_batch_agent(agent: AgentSpec) -> BatchAgent:
+    if isinstance(agent, BatchAgent):
         return agent
     if callable(agent):
-        from selfgym.agents.base import SequentialAgents
-
         return SequentialAgents(agent)
     raise ConfigError("run_rollouts: agent must be a BatchAgent (act_batch) or a factory env -> Agent")
 
@@ -122,7 +125,7 @@ def _as_batch_agent(agent: Any) -> Any:
 class _Engine:
     """One call of ``run_rollouts`` (state kept together so each step reads top to bottom)."""
 
-    def __init__(self, make_env: Callable[[], gymnasium.Env], agent: Any, config: RolloutConfig,
+    def __init__(self, make_env: Callable[[], gymnasium.Env], agent: BatchAgent, config: RolloutConfig,
                  store: Store | None, on_trajectory: Callable[[Trajectory], None] | None,
                  on_step_end: Callable[[list[tuple[Task, Trajectory]]], None] | None,
                  fields: dict[str, Any]) -> None:
@@ -240,7 +243,7 @@ def _progress(enabled: bool) -> Progress:
 
 def run_rollouts(
     env: str | Callable[[], gymnasium.Env],
-    agent: Any,
+    agent: AgentSpec,
     tasks: Sequence[Task | str] | int,
     config: RolloutConfig | None = None,
     *,
