@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import gymnasium
 import numpy as np
 
+from selfgym.envs.base import llm_env
 from selfgym.errors import ConfigError
 from selfgym.types import Completion
 
@@ -50,7 +51,7 @@ class ScriptedAgent:
         pass
 
     def act(self, observation: str, info: dict[str, Any]) -> Completion:
-        return Completion(text=self.env.oracle_action())
+        return Completion(text=llm_env(self.env).oracle_action())
 
 
 class RandomAgent:

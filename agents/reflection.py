@@ -122,15 +122,16 @@ class ReflectionMemory:
         if task.split == "heldout" and self.store is not None:
             raise ConfigError(f"task {task.id} is held out: its reflections may not enter the store; "
                               "use ReflectionMemory(store=None) for evaluation")
-        item = {"id": new_id("refl-"), "task_id": task.id, "family": task.family, "text": text,
+        item_id = new_id("refl-")
+        item: dict[str, Any] = {"id": item_id, "task_id": task.id, "family": task.family, "text": text,
                 "task_prompt": task.prompt[:2000], "trajectory_id": trajectory_id, "policy_id": policy_id,
                 "created_at": time.time()}
         if self.store is not None:
             content = {k: v for k, v in item.items() if k not in ("id", "created_at")}
-            self.store.add_memory(item["id"], KIND, task.id, content, run_id=self.run_id)
+            self.store.add_memory(item_id, KIND, task.id, content, run_id=self.run_id)
         else:
             self._local.append(item)
-        return Note(id=item["id"], text=text)
+        return Note(id=item_id, text=text)
 
     def items(self, task_id: str | None = None) -> list[dict[str, Any]]:
         """All reflections (of one task), oldest first."""

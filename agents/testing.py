@@ -45,7 +45,7 @@ def make_tiny_adapter(directory: str | Path, *, seed: int = 0, rank: int = 4) ->
     base, _ = load_model(tiny_model_dir(), device="cpu")
     torch.manual_seed(seed)
     config = LoraConfig(r=rank, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    get_peft_model(base, config).save_pretrained(directory)
+    get_peft_model(base, config).save_pretrained(str(directory))
     return Path(directory)
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, cast
 
 import gymnasium
 from gymnasium.error import ResetNeeded
@@ -40,6 +40,7 @@ __all__ = [
     "TEXT_CHARSET",
     "LLMEnv",
     "StepResult",
+    "llm_env",
     "to_text",
 ]
 
@@ -110,7 +111,7 @@ class LLMEnv(gymnasium.Env[str, str]):
     ``success`` and ``action_error``.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"], "render_fps": 4}
+    metadata: dict[str, Any] = {"render_modes": ["ansi", "human"], "render_fps": 4}
     observation_space = OBSERVATION_SPACE
     action_space = ACTION_SPACE
     invalid_action_reward: float = 0.0
@@ -236,3 +237,8 @@ class LLMEnv(gymnasium.Env[str, str]):
         labels = {"task": "TASK", "agent": "AGENT", "env": "ENV"}
         return "\n".join(f"[{labels[who]}] {text}" for who, text in self.transcript) + "\n"
 
+
+def llm_env(env: gymnasium.Env) -> LLMEnv:
+    """The env under gymnasium's wrappers (``TimeLimit``, checkers), typed as an ``LLMEnv`` (a
+    plugin env only needs the same attributes: ``task_source``, ``task``, ``oracle_action``)."""
+    return cast(LLMEnv, env.unwrapped)

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 import selfgym
+from selfgym.envs.base import llm_env
 from selfgym.errors import SelfgymError
 
 __all__ = ["app", "main"]
@@ -74,7 +75,7 @@ def run_cmd(
         traj = run_episode(env, the_agent, seed=seed + episode, split=split, run_id="cli-run", policy_id=agent)
         wins += traj.success
         if store:
-            store.add_tasks([env.unwrapped.task], run_id="cli-run")
+            store.add_tasks([llm_env(env).task], run_id="cli-run")
             store.add_trajectory(traj)
         if render:
             console.rule(f"episode {episode} · task {traj.task_id}")
@@ -110,7 +111,7 @@ def eval_cmd(
     name = f"llm:{policy}" if policy else agent
     env = selfgym.make(env_id)
     try:
-        tasks = split_tasks(env.unwrapped.task_source, split, n, env_id=env_id)
+        tasks = split_tasks(llm_env(env).task_source, split, n, env_id=env_id)
     finally:
         env.close()
     player = _eval_agent(name, memory, memory_run, seed)

@@ -108,7 +108,7 @@ def embedded_checkpoint() -> Path:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         gguf = embedded_gguf_path()
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model: Any = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
         # The weights are plain float tensors now; without this the saved config claims GGUF quantization.
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
@@ -182,6 +182,7 @@ def load_model(
     dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
     where = resolve_checkpoint(spec)
     tokenizer = load_tokenizer(spec)
+    model: Any
     if _is_adapter(where):
         from peft import PeftModel
 

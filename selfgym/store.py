@@ -118,6 +118,13 @@ class Store:
         with self._lock, self._file_errors():
             return self._conn.execute(sql, tuple(params)).fetchone()
 
+    def _value(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        """The first column of the one row ``sql`` returns (it always returns one)."""
+        row = self._one(sql, params)
+        if row is None:
+            raise StoreError(f"{self.path}: {sql!r} returned no row; the store is damaged")
+        return row[0]
+
     @contextlib.contextmanager
     def _file_errors(self) -> Iterator[None]:
         """A damaged file found by a read becomes a one-line ``StoreError`` naming it."""
@@ -140,10 +147,10 @@ class Store:
 
     def integrity_check(self) -> str:
         """SQLite's own consistency check (``"ok"`` when the file is sound)."""
-        return str(self._one("PRAGMA integrity_check")[0])
+        return str(self._value("PRAGMA integrity_check"))
 
     def schema_version(self) -> int:
-        return int(self._one("SELECT value FROM meta WHERE key='schema_version'")[0])
+        return int(self._value("SELECT value FROM meta WHERE key='schema_version'"))
 
     def duplicates(self, run_id: str | None = None) -> Duplicates:
         """Loop attempts and evaluations stored more than once (only stores written before schema v2
@@ -193,7 +200,7 @@ class Store:
         return None if row is None else self._task_from(row)
 
     def tasks(self, *, split: str | None = None, family: str | None = None) -> list[Task]:
-        sql, params = "SELECT * FROM tasks WHERE 1=1", []
+        sql, params = "SELECT * FROM tasks WHERE 1=1", list[Any]()
         if split is not None:
             sql, params = sql + " AND split=?", [*params, split]
         if family is not None:
@@ -284,7 +291,7 @@ class Store:
 
     def count_trajectories(self, **filters: Any) -> int:
         sql, params = self._trajectory_query(**filters)
-        return int(self._one(f"SELECT COUNT(*) FROM ({sql})", params)[0])
+        return int(self._value(f"SELECT COUNT(*) FROM ({sql})", params))
 
     def count_by_task(self, **filters: Any) -> Counter[str]:
         """How many trajectories each task has among those matching the filters (one ``GROUP BY``)."""

@@ -12,7 +12,7 @@ it; success stays the env's verdict.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import gymnasium
 
@@ -36,16 +36,17 @@ class SkillsWrapper(gymnasium.Wrapper):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
         self._library = {s.name: s.code for s in self.library.skills()}
-        self.env.unwrapped.extra_files = {"skills.py": self.library.module_source()}
+        cast(Any, self.env.unwrapped).extra_files = {"skills.py": self.library.module_source()}
         return self.env.reset(seed=seed, options=options)
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = self.env.step(action)
+        obs, raw_reward, terminated, truncated, info = self.env.step(action)
+        reward = float(raw_reward)
         used = skills_used(getattr(self.env.unwrapped, "last_code", None), self._library)
         if used:
-            record = {"skills_used": used}
+            record: dict[str, Any] = {"skills_used": used}
             if info.get("success") and self.reward_bonus:
-                reward = float(reward) + self.reward_bonus
+                reward += self.reward_bonus
                 record["skill_bonus"] = self.reward_bonus
             info = {**info, **record, "turn_info": {**(info.get("turn_info") or {}), **record}}
         return obs, reward, terminated, truncated, info

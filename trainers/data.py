@@ -72,7 +72,7 @@ class TokenRow:
         agent = turn is not None
         self.input_ids.extend(ids)
         self.agent_mask.extend([agent] * len(ids))
-        self.turn_index.extend([turn if agent else -1] * len(ids))
+        self.turn_index.extend([turn if turn is not None else -1] * len(ids))
         if agent and logprobs is not None:
             self.behaviour_logprobs.extend(float(x) for x in logprobs)
         else:

@@ -125,7 +125,7 @@ class _TokenDPO(trl.DPOTrainer):
         return dataset
 
     def _set_signature_columns_if_needed(self) -> None:
-        self._signature_columns = ["prompt_ids", "chosen_ids", "rejected_ids", "chosen_mask", "rejected_mask"]
+        self._signature_columns: Any = ["prompt_ids", "chosen_ids", "rejected_ids", "chosen_mask", "rejected_mask"]
 
 
 class DPOTrainer:

@@ -259,7 +259,8 @@ class GRPOTrainer:
         with self.accelerator.split_between_processes(list(zip(rows, row_adv, strict=True)),
                                                       apply_padding=True) as shard:
             items = list(shard)
-        train, sums, tokens_seen = self.config.train, defaultdict(float), 0
+        sums: defaultdict[str, float] = defaultdict(float)
+        train, tokens_seen = self.config.train, 0
         with activation_checkpointing(self.model, train.activation_checkpointing):
             for _ in range(train.epochs):
                 for batch in minibatches(len(items), batch_size=train.batch_size, micro_batch_size=train.batch_size,

@@ -36,7 +36,7 @@ def _client() -> Any:
     except ImportError as exc:
         raise SandboxError("the docker SDK is not installed (pip install 'selfgym[docker]')") from exc
     try:
-        client = docker.from_env(timeout=10)
+        client = docker.from_env(timeout=10)  # type: ignore[attr-defined]  # the SDK is untyped
         client.ping()
     except Exception as exc:  # noqa: BLE001 - any failure here means "no engine answers"
         raise SandboxError(f"no Docker engine answers ({type(exc).__name__}: {exc})") from exc

@@ -208,6 +208,7 @@ def extract_code(text: str, *, entry_point: str | None = None, stub: str | None 
     """
     cleaned = _clean(text)
     blocks = _fenced_blocks(cleaned)
+    code: str | None
     if blocks:
         code = _from_blocks(blocks, entry_point)
     else:

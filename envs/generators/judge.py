@@ -78,7 +78,9 @@ class ProposalJudge:
         if not validation.valid:
             return Judgement(status="invalid", reason=validation.reason)
         text = proposal.prompt()
-        for status, screen in (("decontam", self.heldout), ("duplicate", self.known), ("duplicate", also_known)):
+        checks: tuple[tuple[Status, Decontaminator | None], ...] = (
+            ("decontam", self.heldout), ("duplicate", self.known), ("duplicate", also_known))
+        for status, screen in checks:
             match: Match | None = screen.check(text) if screen is not None else None
             if match is not None:
                 return Judgement(status=status, reason=f"{status}: {match.describe()}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 __all__ = ["AstResult", "ast_check", "standardize"]
 
@@ -124,7 +124,7 @@ def _check_value(param: str, value: Any, details: dict[str, Any], accepted: list
     # A ground truth of another type than declared means "a variable name": compare as given.
     is_variable = answer_type is not None and answer_type is not expected
     if type(value) is expected:
-        if nested is not None and not _nested_ok(value, accepted, nested):
+        if nested is not None and not _nested_ok(cast(list[Any], value), accepted, nested):
             return AstResult(False, f"items of {param!r} have the wrong type", "type_error:nested")
     elif not (is_variable and type(value) is answer_type):
         return AstResult(False, f"{param!r} should be of type {kind}, got {type(value).__name__} ({value!r})",

@@ -133,8 +133,8 @@ class CalcTasks(ToolFamily):
     def generate(self, rng: np.random.Generator, difficulty: float) -> tuple[str, dict[str, Any]]:
         n_steps = 1 + int(round(difficulty * 5))
         start = int(rng.integers(10, 100))
-        unit = list(_UNIT_PAIRS[int(rng.integers(len(_UNIT_PAIRS)))]) if difficulty >= 0.5 else None
-        steps = []
+        unit: list[str] | None = list(_UNIT_PAIRS[int(rng.integers(len(_UNIT_PAIRS)))]) if difficulty >= 0.5 else None
+        steps: list[list[Any]] = []
         for _ in range(n_steps - (1 if unit else 0)):
             op = str(rng.choice(list(_OPS)))
             k = int(rng.integers(2, 10)) if op in ("mul", "div") else int(rng.integers(1, 100))

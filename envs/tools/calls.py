@@ -181,7 +181,7 @@ def _call_from_object(value: dict[str, Any]) -> ToolCall:
     name = next((value[k] for k in _NAME_KEYS if k in value), None)
     if not isinstance(name, str) or not name.strip():
         raise ActionError(f'a tool call needs a string "name"; got keys {sorted(value)[:8]}. {FORMAT_HINT}')
-    arguments = next((value[k] for k in _ARG_KEYS if k in value), {})
+    arguments: Any = next((value[k] for k in _ARG_KEYS if k in value), {})
     if isinstance(arguments, str):
         try:
             arguments = _loads(arguments) if arguments.strip() else {}

@@ -222,7 +222,7 @@ def schema_for(annotation: Any) -> dict[str, Any]:
         return schema
     if origin is Literal:
         kinds = {type(v) for v in args}
-        schema: dict[str, Any] = {"enum": list(args)}
+        schema = {"enum": list(args)}
         if len(kinds) == 1 and next(iter(kinds)) in _SCALARS:  # a bool is not an int here: type() is exact
             schema["type"] = _SCALARS[next(iter(kinds))]["type"]
         return schema

@@ -211,16 +211,16 @@ class SqlTasks(ToolFamily):
     def generate(self, rng: np.random.Generator, difficulty: float) -> tuple[str, dict[str, Any]]:
         n_customers = int(rng.integers(5, 9))
         picks = rng.choice(len(_FIRST) * len(_LAST), size=n_customers, replace=False)
-        customers = []
+        customers: list[list[Any]] = []
         for cid, pick in enumerate(picks, start=1):
             first, last = _FIRST[int(pick) // len(_LAST)], _LAST[int(pick) % len(_LAST)]
             email = f"{first.lower()}.{last.lower()}@example.org".replace("ö", "o")
             customers.append([cid, f"{first} {last}", email, _CITIES[int(rng.integers(len(_CITIES)))]])
         names = rng.choice(_PRODUCTS, size=6, replace=False)
-        products = [[pid, str(n), round(float(rng.integers(300, 9000)) / 100, 2)] for pid, n in enumerate(names, 1)]
+        products: list[list[Any]] = [[pid, str(n), round(float(rng.integers(300, 9000)) / 100, 2)] for pid, n in enumerate(names, 1)]
         n_orders = int(rng.integers(12, 21))
         days = np.sort(rng.choice(365, size=n_orders, replace=False))
-        orders = [[oid, int(rng.integers(1, n_customers + 1)), int(rng.integers(1, 7)), int(rng.integers(1, 6)),
+        orders: list[list[Any]] = [[oid, int(rng.integers(1, n_customers + 1)), int(rng.integers(1, 7)), int(rng.integers(1, 6)),
                    (dt.date(2024, 1, 1) + dt.timedelta(days=int(d))).isoformat()] for oid, d in enumerate(days, 1)]
         payload: dict[str, Any] = {"customers": customers, "products": products, "orders": orders}
         if difficulty < 1 / 3:
@@ -258,8 +258,8 @@ class SqlTasks(ToolFamily):
         if payload["kind"] != "reorder":
             ok = mentions(answer, str(payload["answer"]))
             return Verdict(ok, "correct" if ok else "that is not the right answer")
-        rows = world.db.execute("SELECT id, customer_id, product_id, quantity, ordered_on FROM orders ORDER BY id")
-        rows = [list(r) for r in rows]
+        cursor = world.db.execute("SELECT id, customer_id, product_id, quantity, ordered_on FROM orders ORDER BY id")
+        rows = [list(r) for r in cursor]
         old = len(payload["orders"])
         if rows[:old] != payload["orders"]:
             return Verdict(False, "existing orders were changed")

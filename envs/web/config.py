@@ -87,7 +87,8 @@ class BrowserConfig:
             if unknown:
                 known = sorted(cls.__dataclass_fields__)
                 raise ConfigError(f"unknown BrowserConfig keys {sorted(unknown)}; known: {known}")
-            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+            fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+            return cls(**fields)
         raise ConfigError(f"browser= takes a BrowserConfig or a dict, got {type(value).__name__}")
 
     def launch_args(self, *, site_origins: tuple[str, ...] = ()) -> list[str]:

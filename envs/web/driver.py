@@ -68,7 +68,7 @@ async def snapshot(page: Any, *, state_js: str | None, goal_js: str | None = Non
 
 async def perform(page: Any, action: WebAction, ref: str | None, *, url: str | None, scroll_px: int) -> None:
     """Do ``action`` (element already resolved to its Playwright ``ref``; ``url`` already allowed)."""
-    target = page.locator(f"aria-ref={ref}") if ref is not None else None
+    target: Any = page.locator(f"aria-ref={ref}") if ref is not None else None
     if action.name == "click":
         await target.click()
     elif action.name == "fill":

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -148,12 +148,12 @@ class Curriculum:
             self.history[key].append((iteration, attempts, successes))
 
     # ------------------------------------------------------------------ persistence
-    def state_dict(self) -> dict[str, object]:
+    def state_dict(self) -> dict[str, Any]:
         return {"arms": [[a.family, a.difficulty] for a in self.arms.values()],
                 "history": {k: [list(r) for r in v] for k, v in self.history.items()}}
 
-    def load_state_dict(self, state: dict[str, object]) -> None:
-        for family, difficulty in state["arms"]:  # type: ignore[union-attr]
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for family, difficulty in state["arms"]:
             self.add_arm(Arm(family, float(difficulty)))
-        for key, rows in state["history"].items():  # type: ignore[union-attr]
-            self.history[key] = [tuple(r) for r in rows]  # type: ignore[misc]
+        for key, rows in state["history"].items():
+            self.history[key] = [tuple(r) for r in rows]

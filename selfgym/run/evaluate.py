@@ -9,6 +9,7 @@ from typing import Any
 
 import gymnasium
 
+from selfgym.envs.base import llm_env
 from selfgym.errors import ConfigError
 from selfgym.run.episode import run_episode
 from selfgym.stats import bootstrap_ci, pass_at_k
@@ -105,7 +106,7 @@ def evaluate(
     The task list is the source's fixed order for the split, so two policies see the same tasks.
     ``on_trajectory`` gets each episode as it ends (e.g. ``store.add_trajectory``).
     """
-    tasks = split_tasks(env.unwrapped.task_source, split, n_tasks, env_id=env.spec.id if env.spec else "")
+    tasks = split_tasks(llm_env(env).task_source, split, n_tasks, env_id=env.spec.id if env.spec else "")
     agent = make_agent(env)
     trajectories = []
     for i, task in enumerate(tasks):

@@ -33,6 +33,7 @@ from rich.console import Console
 
 import selfgym
 from selfgym.config import to_dict
+from selfgym.envs.base import llm_env
 from selfgym.errors import ConfigError
 from selfgym.lease import RunLease
 from selfgym.run.curriculum import Arm, Curriculum
@@ -151,7 +152,7 @@ class _Run:
         self.store = Store(run_dir)
         self.store.create_run(self.run_id, to_dict(config), kind="loop")
         self.env = selfgym.make(config.env.id, **config.env.kwargs)
-        self.source = self.env.unwrapped.task_source
+        self.source = llm_env(self.env).task_source
         families = config.env.families or _families(self.source)
         self.curriculum = Curriculum([Arm(f, d) for f in families for d in config.env.difficulties], config.curriculum)
         state = self.store.get_state(self.run_id, "curriculum")
@@ -314,7 +315,7 @@ class _Run:
             return {}  # trained before a crash; the checkpoint was loaded at start
         start = time.perf_counter()
         if self.trainer is None:
-            config = self.config.trainer.algorithm_config()
+            config: Any = self.config.trainer.algorithm_config()
             if algorithm == "grpo":  # log-probs at the temperature the rollouts were sampled at
                 config = replace(config, temperature=self.config.agent.sampling.temperature)
             self.trainer = make_trainer(algorithm, self.policy.model, tokenizer=self.policy.tokenizer, config=config)
@@ -329,7 +330,7 @@ class _Run:
                 self.skills.snapshot(info.id)
         return {"time/train_s": time.perf_counter() - start, "train/steps": float(result.steps)}
 
-    def evaluate(self, iteration: int) -> float | None:
+    def evaluate(self, iteration: int) -> float:
         """Held-out evaluation stored with ``iteration`` (not repeated after a resume)."""
         ev = self.config.eval
         if any(e["iteration"] == iteration for e in self.store.evals(self.run_id)):

@@ -20,13 +20,14 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import gymnasium
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from selfgym.agents.base import Agent, BatchAgent, SequentialAgents
+from selfgym.envs.base import llm_env
 from selfgym.errors import ConfigError, InfrastructureError
 from selfgym.run.episode import end_trajectory, record_turn
 from selfgym.seeds import derive_seed
@@ -100,7 +101,7 @@ class _Live:
 
 
 def _resolve_tasks(tasks: Sequence[Task | str] | int, env: gymnasium.Env, config: RolloutConfig) -> list[Task]:
-    source = env.unwrapped.task_source
+    source = llm_env(env).task_source
     if isinstance(tasks, int):
         rng = np.random.default_rng(config.seed)
         difficulty = config.difficulty
@@ -110,7 +111,7 @@ def _resolve_tasks(tasks: Sequence[Task | str] | int, env: gymnasium.Env, config
     return [t if isinstance(t, Task) else source.get(t) for t in tasks]
 
 
-AgentSpec = BatchAgent | Callable[[gymnasium.Env], Agent]
+AgentSpec: TypeAlias = BatchAgent | Callable[[gymnasium.Env], Agent]
 """What ``run_rollouts`` plays with: a ``BatchAgent``, or a factory of one ``Agent`` per env."""
 
 

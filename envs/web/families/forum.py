@@ -47,7 +47,7 @@ class ForumTasks(SiteTasks):
         chosen = [pairs[i] for i in rng.choice(len(pairs), size=n_threads, replace=False)]
         boards = [{"id": i + 1, "name": n, "description": d} for i, (n, d) in enumerate(BOARDS)]
         versions: set[str] = set()
-        threads = []
+        threads: list[dict[str, Any]] = []
         for index, (device, problem) in enumerate(chosen):
             version = _new_version(rng, versions)
             author = _user(rng)
