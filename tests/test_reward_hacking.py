@@ -16,7 +16,7 @@ import pytest
 import selfgym  # noqa: F401 - registers the envs
 from selfgym.envs.code.redteam import ATTACKS, REFERENCE, TASKS, Attack, play
 from selfgym.envs.code.verifier import VerifierConfig, _verdict
-from selfgym.types import ExecResult
+from selfgym.types import ExecResult, Task
 
 KINDS = ("call", "assert", "check")
 
@@ -161,3 +161,16 @@ def test_a_skill_that_forges_the_report_is_not_verified(env):
                             code="import os\ndef add_numbers(a, b):\n    return None\nos._exit(0)\n",
                             tests="assert add_numbers(1, 2) == 3\n")
     assert verify_candidate(env.unwrapped.sandbox, exits_early) is not None  # passed as one program before
+
+
+def test_a_call_test_with_a_set_of_strings_is_named_alike_by_the_host_and_the_runner(env):
+    """Set iteration order depends on each process's hash seed; the report's label check must not
+    turn that into a rejected honest solution."""
+    task = Task(id="redteam/sets", family="redteam", prompt="Write size(s).", payload={
+        "entry_point": "size", "reference": "def size(s):\n    return len(s)\n",
+        "tests": [{"args": "({'alpha', 'beta', 'gamma', 'delta', 'epsilon'},)", "expected": "5"},
+                  {"args": "([{'x', 'y', 'z'}, ('q', {'u', 'v'})],)", "expected": "2"}]})
+    for _ in range(5):  # each run is a fresh runner process with its own hash seed
+        env.reset(options={"task": task})
+        _, reward, _, _, info = env.step("```python\ndef size(s):\n    return len(s)\n```")
+        assert reward == 1.0 and info["success"]

@@ -227,9 +227,29 @@ def _solution_frames(tb) -> str | None:
     return "\n".join(shown) or None
 
 
+def _stable_repr(value) -> str:
+    """``repr`` of a literal, with set members sorted: a set of strings iterates in an order that
+    depends on the process's hash seed, and the host and the runner must name a test alike."""
+    if isinstance(value, (set, frozenset)):
+        items = ", ".join(sorted(_stable_repr(v) for v in value))
+        return (f"{{{items}}}" if isinstance(value, set) else f"frozenset({{{items}}})") if value else repr(value)
+    if isinstance(value, tuple):
+        return f"({_stable_repr(value[0])},)" if len(value) == 1 else f"({', '.join(map(_stable_repr, value))})"
+    if isinstance(value, list):
+        return f"[{', '.join(map(_stable_repr, value))}]"
+    if isinstance(value, dict):
+        return f"{{{', '.join(f'{_stable_repr(k)}: {_stable_repr(v)}' for k, v in value.items())}}}"
+    return repr(value)
+
+
+def _short_literal(value) -> str:
+    text = _stable_repr(value)
+    return text if len(text) <= MAX_REPR else text[: MAX_REPR - 3] + "..."
+
+
 def call_label(name: str, args: tuple, kwargs: dict) -> str:
     """How a ``call`` test is named in the report (the host computes the same to check it)."""
-    shown = [_short(a) for a in args] + [f"{k}={_short(v)}" for k, v in kwargs.items()]
+    shown = [_short_literal(a) for a in args] + [f"{k}={_short_literal(v)}" for k, v in kwargs.items()]
     return f"{name}({', '.join(shown)})"
 
 
@@ -579,11 +599,17 @@ def _explain(node: ast.stmt, scope: dict, candidate: Candidate, limit_s: float, 
     return {"got": _short(left), "expected": _short(right)}
 
 
-def run_call(candidate: Candidate, name: str, test: dict, timeout: float, *, posted: bool = False) -> dict:
-    """One ``call`` test; with ``posted`` its call was sent ahead (pipelined) and only the answer is read."""
-    args = ast.literal_eval(test["args"])
-    kwargs = ast.literal_eval(test.get("kwargs") or "{}")
-    expected = ast.literal_eval(test["expected"])
+def parse_call(test: dict) -> tuple[tuple, dict, Any]:
+    """A ``call`` test's arguments, keyword arguments and expected value (Python literals)."""
+    return (ast.literal_eval(test["args"]), ast.literal_eval(test.get("kwargs") or "{}"),
+            ast.literal_eval(test["expected"]))
+
+
+def run_call(candidate: Candidate, name: str, call: tuple[tuple, dict, Any], timeout: float, *,
+             posted: bool = False) -> dict:
+    """One ``call`` test (``parse_call``); with ``posted`` its call was sent ahead (pipelined) and
+    only the answer is read."""
+    args, kwargs, expected = call
     outcome = {"label": call_label(name, args, kwargs), "expected": _short(expected)}
     candidate.deadline = time.monotonic() + timeout
     try:
@@ -688,14 +714,11 @@ def _opt_text(value) -> str | None:
     return value[: MAX_REPR * 4] if type(value) is str else None
 
 
-def _post_calls(spec: dict, candidate: Candidate) -> bool:
+def _post_calls(spec: dict, calls: list, candidate: Candidate) -> bool:
     """Send every ``call`` test ahead (one wake-up per answer instead of two per call) when they
     fit in a pipe's buffer; True if they were sent."""
-    if spec["kind"] != "call":
-        return False
-    messages = [call_message(spec["entry_point"], ast.literal_eval(t["args"]), ast.literal_eval(t.get("kwargs") or "{}"))
-                for t in spec["tests"]]
-    if sum(len(json.dumps(m)) for m in messages) > PIPELINE_BYTES:
+    messages = [call_message(spec["entry_point"], args, kwargs) for args, kwargs, _ in calls]
+    if not messages or sum(len(json.dumps(m)) for m in messages) > PIPELINE_BYTES:
         return False
     for message in messages:
         candidate.post(message, spec["test_timeout_s"])
@@ -707,7 +730,8 @@ def run(spec: dict, candidate: Candidate) -> dict:
     try:
         candidate.post({"op": "load", "preamble": spec.get("preamble", ""), "setup_code": spec.get("setup_code", ""),
                         "entry_point": spec.get("entry_point")}, spec["load_timeout_s"])
-        posted = _post_calls(spec, candidate)
+        calls = [parse_call(test) for test in spec["tests"]] if spec["kind"] == "call" else []
+        posted = _post_calls(spec, calls, candidate)
         answer = candidate.answer()
     except CandidateTimeout:
         report["load_error"] = {"error": "timed out while defining your code", "timed_out": True}
@@ -730,7 +754,7 @@ def run(spec: dict, candidate: Candidate) -> dict:
     elif spec["kind"] == "assert":
         report["tests"] = [run_assert(scope, candidate, test, timeout) for test in spec["tests"]]
     else:
-        report["tests"] = [run_call(candidate, str(name), test, timeout, posted=posted) for test in spec["tests"]]
+        report["tests"] = [run_call(candidate, str(name), call, timeout, posted=posted) for call in calls]
     return report
 
 

@@ -14,7 +14,6 @@ run (broken sandbox, a harness without a report although the program did not exi
 
 from __future__ import annotations
 
-import ast
 import json
 import logging
 import secrets
@@ -26,7 +25,7 @@ from typing import Any, Literal
 from selfgym.errors import InfrastructureError
 from selfgym.types import ExecResult
 
-from .harness import call_label
+from .harness import call_label, parse_call
 from .sandbox import Sandbox
 
 __all__ = ["HARNESS_MODULE", "TestOutcome", "Verdict", "VerifierConfig", "harness_source", "test_kind", "verify"]
@@ -125,9 +124,22 @@ def verify(sandbox: Sandbox, code: str, payload: dict[str, Any], config: Verifie
     untrusted input: anything but one well-formed report line is a failed verdict saying why.
     """
     config = config or VerifierConfig()
-    kind = test_kind(payload)
-    if kind == "stdio":
+    if test_kind(payload) == "stdio":
         return _verify_stdio(sandbox, code, payload, config, files)
+    spec, n_tests, total = harness_spec(payload, config)
+    nonce = secrets.token_hex(16)
+    files = {**(files or {}), "solution.py": code}
+    if HARNESS_MODULE not in getattr(sandbox, "preloaded", ()):
+        files[f"{HARNESS_MODULE}.py"] = harness_source()
+    result = sandbox.exec(_RUN_HARNESS, stdin=nonce + "\n" + json.dumps(spec), files=files, timeout_s=total,
+                          memory_mb=config.memory_mb)
+    return _verdict(result, nonce, spec, n_tests, total, config)
+
+
+def harness_spec(payload: dict[str, Any], config: VerifierConfig) -> tuple[dict[str, Any], int, float]:
+    """What the harness is told to run for ``payload`` (not ``stdio``), the number of tests, and the
+    time limit of the whole run."""
+    kind = test_kind(payload)
     n_tests = 1 if kind == "check" else len(payload["tests"])
     total = min(config.total_timeout_s, config.test_timeout_s * (n_tests + 1) + 1.0)
     spec = {
@@ -136,13 +148,7 @@ def verify(sandbox: Sandbox, code: str, payload: dict[str, Any], config: Verifie
         "setup_code": payload.get("setup_code", ""), "test_timeout_s": config.test_timeout_s,
         "load_timeout_s": config.test_timeout_s, "check_timeout_s": max(total - config.test_timeout_s - 0.5, 1.0),
     }
-    nonce = secrets.token_hex(16)
-    files = {**(files or {}), "solution.py": code}
-    if HARNESS_MODULE not in getattr(sandbox, "preloaded", ()):
-        files[f"{HARNESS_MODULE}.py"] = harness_source()
-    result = sandbox.exec(_RUN_HARNESS, stdin=nonce + "\n" + json.dumps(spec), files=files, timeout_s=total,
-                          memory_mb=config.memory_mb)
-    return _verdict(result, nonce, spec, n_tests, total, config)
+    return spec, n_tests, total
 
 
 class _BadReport(Exception):
@@ -265,8 +271,7 @@ def _expected_labels(spec: dict[str, Any], n_tests: int) -> list[str | None]:
     if spec["kind"] == "assert":
         return [test.strip() for test in spec["tests"]]
     if spec["kind"] == "call":
-        return [call_label(spec["entry_point"], ast.literal_eval(t["args"]), ast.literal_eval(t.get("kwargs") or "{}"))
-                for t in spec["tests"]]
+        return [call_label(spec["entry_point"], *parse_call(t)[:2]) for t in spec["tests"]]
     return [None] * n_tests
 
 
