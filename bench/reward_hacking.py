@@ -37,13 +37,7 @@ LEGACY_MODULE = "_selfgym_legacy_harness"
 def legacy_verify(sandbox: Any, code: str, payload: dict, config: Any = None, *, files: dict | None = None) -> Any:
     """The verifier as it was: the tests in ``spec.json``, the last marked line taken as the report."""
     config = config or verifier.VerifierConfig()
-    kind = verifier.test_kind(payload)
-    n_tests = 1 if kind == "check" else len(payload["tests"])
-    total = min(config.total_timeout_s, config.test_timeout_s * (n_tests + 1) + 1.0)
-    spec = {"kind": kind, "entry_point": payload.get("entry_point"), "tests": payload.get("tests", []),
-            "test_code": payload.get("test_code", ""), "preamble": payload.get("preamble", ""),
-            "setup_code": payload.get("setup_code", ""), "test_timeout_s": config.test_timeout_s,
-            "load_timeout_s": config.test_timeout_s, "check_timeout_s": max(total - config.test_timeout_s - 0.5, 1.0)}
+    spec, n_tests, total = verifier.harness_spec(payload, config)
     nonce = secrets.token_hex(8)
     files = {**(files or {}), "solution.py": code, "spec.json": json.dumps(spec)}
     if LEGACY_MODULE not in getattr(sandbox, "preloaded", ()):

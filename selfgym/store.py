@@ -280,8 +280,10 @@ class Store:
 
     def iter_trajectories(self, **filters: Any) -> Iterator[Trajectory]:
         """Trajectories matching the filters, their turns read in one query per batch of 500."""
-        sql, params = self._trajectory_query(**filters)
-        rows = self._all(sql, params)
+        limit = filters.pop("limit", None)
+        where, params = self._trajectory_where(**filters)
+        sql = f"SELECT t.record FROM trajectories t WHERE {where} ORDER BY t.rowid"
+        rows = self._all(sql + (f" LIMIT {int(limit)}" if limit is not None else ""), params)
         for start in range(0, len(rows), _LOAD_BATCH):
             records = [json.loads(r["record"]) for r in rows[start:start + _LOAD_BATCH]]
             turns = self._turns([data["id"] for data in records])
@@ -290,22 +292,21 @@ class Store:
                 yield Trajectory.from_dict(data)
 
     def count_trajectories(self, **filters: Any) -> int:
-        sql, params = self._trajectory_query(**filters)
-        return int(self._value(f"SELECT COUNT(*) FROM ({sql})", params))
+        where, params = self._trajectory_where(**filters)
+        return int(self._value(f"SELECT COUNT(*) FROM trajectories t WHERE {where}", params))
 
     def count_by_task(self, **filters: Any) -> Counter[str]:
         """How many trajectories each task has among those matching the filters (one ``GROUP BY``)."""
-        sql, params = self._trajectory_query(**filters)
-        sql = sql.replace("SELECT t.record FROM", "SELECT t.task_id, COUNT(*) AS n FROM", 1)
-        sql = sql.replace(" ORDER BY t.rowid", " GROUP BY t.task_id", 1)
+        where, params = self._trajectory_where(**filters)
+        sql = f"SELECT t.task_id, COUNT(*) AS n FROM trajectories t WHERE {where} GROUP BY t.task_id"
         return Counter({row["task_id"]: int(row["n"]) for row in self._all(sql, params)})
 
     @staticmethod
-    def _trajectory_query(
+    def _trajectory_where(
         *, run_id: str | None = None, task_id: str | None = None, iteration: int | None = None,
         success: bool | None = None, include_aborted: bool = False, split: str | None = None,
-        limit: int | None = None,
     ) -> tuple[str, list[Any]]:
+        """The ``WHERE`` clause (over ``trajectories t``) and parameters of the filters."""
         clauses, params = ["1=1"], []
         for column, value in (("t.run_id", run_id), ("t.task_id", task_id), ("t.iteration", iteration)):
             if value is not None:
@@ -319,10 +320,7 @@ class Store:
         if split is not None:
             clauses.append("t.task_id IN (SELECT id FROM tasks WHERE split=?)")
             params.append(split)
-        sql = f"SELECT t.record FROM trajectories t WHERE {' AND '.join(clauses)} ORDER BY t.rowid"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        return sql, params
+        return " AND ".join(clauses), params
 
     def _turns(self, trajectory_ids: list[str]) -> dict[str, list[Turn]]:
         """The turns of these trajectories, in order, from one query."""

@@ -146,7 +146,7 @@ class ProposeTaskEnv(LLMEnv):
         task = proposal_task(proposal, parent_id=parent.get("id"), source="propose-task")
         # remember=False: each episode is judged against the same known tasks, as a fresh proposer would be
         judgement = self._judge.judge([(proposal, task)], also_known=self._context_screen, remember=False)[0]
-        info: dict[str, Any] = {"valid": judgement.status not in ("invalid",), "reason": judgement.reason,
+        info: dict[str, Any] = {"valid": judgement.status != "invalid", "reason": judgement.reason,
                                 "pass_rate": judgement.pass_rate, "status": judgement.status}
         if judgement.status == "invalid":
             return StepResult(observation=f"Rejected (invalid): {judgement.reason}", terminated=True, info=info)
