@@ -21,14 +21,14 @@ ALLOWED = {("selfgym", "selfgym.envs")}
 
 
 def layer(module: str) -> int:
-    """0 core, 1 envs/agents/skills/trainers, 2 the runner, 3 the command line."""
+    """0 core, 1 envs/agents/skills/trainers, 2 the runner (and the env server, the viewer), 3 the command line."""
     parts = module.split(".")
     if parts[0] != "selfgym":
         return -1  # a third-party or standard module
     if parts[-1] == "cli" or parts[-1] == "__main__":
         return 3
-    if len(parts) > 1 and parts[1] == "run":
-        return 2
+    if len(parts) > 1 and parts[1] in ("run", "serve", "view"):
+        return 2  # the runner and the apps that drive it (env server, run viewer)
     if len(parts) > 1 and parts[1] in ("envs", "agents", "skills", "trainers"):
         return 1
     return 0
