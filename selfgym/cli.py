@@ -257,6 +257,40 @@ def report_cmd(
     console.print(f"report: {path}", markup=False)
 
 
+@app.command("serve")
+def serve_cmd(
+    env_id: Annotated[str, typer.Argument(help="registered env id (built-in or plugin), e.g. selfgym/Code-v0")],
+    host: Annotated[str, typer.Option(help="address to listen on (127.0.0.1: this machine only)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    max_sessions: Annotated[int, typer.Option(min=1, help="concurrent sessions (one env each); more are refused")] = 256,
+    idle_timeout: Annotated[float, typer.Option(help="seconds without a message before a session and its env close")] = 600.0,
+    step_timeout: Annotated[float, typer.Option(help="seconds a reset or step may take before its session closes")] = 300.0,
+    env_arg: Annotated[list[str] | None, typer.Option(
+        "--env-arg", help="env keyword argument key=value (value read as JSON when it parses), repeatable")] = None,
+) -> None:
+    """Serve an env over OpenEnv's HTTP/WebSocket protocol (reset, step, state; sessions on /ws)."""
+    from selfgym.serve import ServeConfig, serve
+
+    env_args = {}
+    for item in env_arg or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SelfgymError(f"--env-arg takes key=value, got {item!r}")
+        try:
+            env_args[key] = json.loads(value)
+        except ValueError:
+            env_args[key] = value
+    config = ServeConfig(env_id=selfgym.registry.resolve_env_id(env_id), env_args=env_args, host=host, port=port,
+                         max_sessions=max_sessions, idle_timeout=idle_timeout, step_timeout=step_timeout)
+    try:  # a wrong --env-arg fails here, not in every session
+        selfgym.make(config.env_id, **env_args).close()
+    except TypeError as exc:
+        raise SelfgymError(f"{config.env_id} does not take these --env-arg values: {exc}") from exc
+    console.print(f"selfgym serve: {config.env_id} on ws://{host}:{port}/ws and http://{host}:{port} "
+                  f"(up to {max_sessions} sessions; Ctrl+C stops it)", markup=False)
+    serve(config)
+
+
 def main() -> None:
     """Entry point: run the app; our own errors print one line and exit with code 2."""
     try:

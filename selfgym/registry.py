@@ -140,8 +140,19 @@ def resolve_env_id(env_id: str) -> str:
     raise UnknownEnvError(f"no environment registered as {env_id!r}.{hint}")
 
 
-def make(env_id: str, **kwargs: Any) -> gymnasium.Env:
-    """``gymnasium.make`` that also knows plugin envs and short ids (``Code-v0``)."""
+REMOTE_ENV_ENTRY_POINT = "selfgym.envs.remote:RemoteEnv"
+"""The client of ``selfgym serve``, named as gymnasium names entry points (the core never imports it)."""
+
+
+def make(env_id: str, *, remote: str | None = None, **kwargs: Any) -> gymnasium.Env:
+    """``gymnasium.make`` that also knows plugin envs and short ids (``Code-v0``).
+
+    With ``remote="ws://host:port"`` the env runs on that env server (``selfgym serve``, or any
+    OpenEnv server) and ``kwargs`` go to ``RemoteEnv`` (``connect_timeout``, ``message_timeout``...).
+    """
+    if remote is not None:
+        env: gymnasium.Env = lazy_factory(REMOTE_ENV_ENTRY_POINT)(url=remote, env_id=env_id, **kwargs)
+        return env
     return gymnasium.make(resolve_env_id(env_id), **kwargs)
 
 
