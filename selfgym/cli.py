@@ -257,6 +257,25 @@ def report_cmd(
     console.print(f"report: {path}", markup=False)
 
 
+@app.command("view")
+def view_cmd(
+    run_dirs: Annotated[list[Path] | None, typer.Argument(help="run directories (default: every run under runs/)")] = None,
+    host: Annotated[str, typer.Option(help="address to listen on (127.0.0.1: this machine only)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8765,
+) -> None:
+    """Serve a local web app to look inside runs (read-only; works while a run is being written)."""
+    from selfgym.store import STORE_FILENAME
+    from selfgym.view import serve
+
+    dirs = run_dirs or sorted(p.parent for p in Path("runs").glob(f"*/{STORE_FILENAME}"))
+    if not dirs:
+        raise SelfgymError(f"no run directory given and none under runs/ holds a {STORE_FILENAME}; "
+                           "pass one: selfgym view RUN_DIR")
+    console.print(f"selfgym view: http://{host}:{port}/ ({len(dirs)} run director{'y' if len(dirs) == 1 else 'ies'}; "
+                  "Ctrl+C stops it)", markup=False)
+    serve(dirs, host=host, port=port)
+
+
 @app.command("serve")
 def serve_cmd(
     env_id: Annotated[str, typer.Argument(help="registered env id (built-in or plugin), e.g. selfgym/Code-v0")],

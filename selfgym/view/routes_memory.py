@@ -1,0 +1,56 @@
+"""Pages of what a run learned: skills and their versions, reflections, the teacher's tasks."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import Response
+
+from selfgym.view import lineage
+from selfgym.view import queries as q
+from selfgym.view.app import View
+from selfgym.view.source import connect
+
+
+def register(app: FastAPI, view: View) -> None:
+    @app.get("/s/{store}/skills")
+    def skills(store: str, run: str = "", format: str = "html") -> Response:
+        with connect(view.ref(store)) as conn:
+            run_id = view.default_run(conn, run)
+            q.run(conn, run_id)
+            rows = lineage.skills(conn, run_id)
+            snaps = lineage.snapshots(conn, run_id)
+        if format == "jsonl":
+            return view.jsonl(rows, "skills.jsonl")
+        return view.page("skills.html", store=store, run_id=run_id, skills=rows, snapshots=snaps)
+
+    @app.get("/s/{store}/skill/{name}")
+    def skill(store: str, name: str, run: str = "") -> Response:
+        with connect(view.ref(store)) as conn:
+            run_id = view.default_run(conn, run)
+            info = lineage.skill(conn, run_id, name)
+        return view.page("skill.html", store=store, run_id=run_id, s=info)
+
+    @app.get("/s/{store}/reflections")
+    def reflections(store: str, run: str = "", format: str = "html") -> Response:
+        with connect(view.ref(store)) as conn:
+            run_id = view.default_run(conn, run)
+            rows = lineage.reflections(conn, run_id)
+        if format == "jsonl":
+            return view.jsonl(rows, "reflections.jsonl")
+        return view.page("reflections.html", store=store, run_id=run_id, rows=rows)
+
+    @app.get("/s/{store}/memory/{item_id}")
+    def memory(store: str, item_id: str) -> Response:
+        with connect(view.ref(store)) as conn:
+            item = lineage.memory_item(conn, item_id)
+        return view.page("memory.html", store=store, item=item, run_id=item["run_id"] or "")
+
+    @app.get("/s/{store}/teacher")
+    def teacher(store: str, run: str = "", format: str = "html") -> Response:
+        with connect(view.ref(store)) as conn:
+            run_id = view.default_run(conn, run)
+            q.run(conn, run_id)
+            info = lineage.teacher(conn, run_id)
+        if format == "jsonl":
+            return view.jsonl(info["accepted"], "teacher.jsonl")
+        return view.page("teacher.html", store=store, run_id=run_id, info=info, names=lineage.TEACHER_COUNTS)

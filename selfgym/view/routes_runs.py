@@ -1,0 +1,97 @@
+"""Pages of runs: the index, a run's overview and timeline, its live figures, its evaluations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from selfgym.view import lineage
+from selfgym.view import queries as q
+from selfgym.view.app import View, live, status, timeline
+from selfgym.view.source import ViewError, connect
+
+
+def _before_after(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """First vs last held-out evaluation, overall and per family."""
+    first, last = run["first_eval"], run["last_eval"]
+    if not first or first is last:
+        return []
+    a, b = first["metrics"], last["metrics"]
+    groups = [("all", a, b)] + [(fam, a.get("by_family", {}).get(fam, {}), s) for fam, s in b.get("by_family", {}).items()]
+    return [{"group": name, "before": x.get("success_rate"), "before_ci": x.get("ci95"), "after": y.get("success_rate"),
+             "after_ci": y.get("ci95"), "change": y["success_rate"] - x["success_rate"]}
+            for name, x, y in groups if "success_rate" in x and "success_rate" in y]
+
+
+def register(app: FastAPI, view: View) -> None:
+    @app.get("/")
+    def index() -> Response:
+        stores: list[dict[str, Any]] = []
+        for name, ref in view.refs.items():
+            try:
+                with connect(ref) as conn:
+                    runs = q.runs(conn)
+                for run in runs:
+                    run["status"] = status(ref, run)
+                stores.append({"name": name, "path": str(ref.path), "runs": runs, "error": None})
+            except ViewError as exc:
+                stores.append({"name": name, "path": str(ref.path), "runs": [], "error": exc})
+        return view.page("index.html", stores=stores)
+
+    @app.get("/s/{store}")
+    def store_page(store: str) -> Response:
+        ref = view.ref(store)
+        with connect(ref) as conn:
+            runs = q.runs(conn)
+        for run in runs:
+            run["status"] = status(ref, run)
+        return view.page("index.html", stores=[{"name": store, "path": str(ref.path), "runs": runs, "error": None}])
+
+    @app.get("/s/{store}/run")
+    def run_page(store: str, run: str = "") -> Response:
+        ref = view.ref(store)
+        with connect(ref) as conn:
+            run_id = view.default_run(conn, run)
+            info = q.run(conn, run_id)
+            rows, stages, svg = timeline(conn, run_id)
+            checkpoints = q.checkpoints(conn, run_id)
+        info["status"] = status(ref, info)
+        return view.page("run.html", store=store, run=info, rows=rows, stages=stages, svg=svg,
+                         before_after=_before_after(info), checkpoints=checkpoints, run_id=run_id)
+
+    @app.get("/s/{store}/run/live")
+    def run_live(store: str, run: str = "") -> JSONResponse:
+        ref = view.ref(store)
+        with connect(ref) as conn:
+            return JSONResponse(live(ref, conn, view.default_run(conn, run)))
+
+    @app.get("/s/{store}/run/plot")
+    def run_plot(store: str, run: str = "") -> Response:
+        with connect(view.ref(store)) as conn:
+            _, _, svg = timeline(conn, view.default_run(conn, run))
+        return Response(svg, media_type="image/svg+xml")
+
+    @app.get("/s/{store}/evals")
+    def evals_page(request: Request, store: str, run: str = "", a: int | None = None, b: int | None = None,
+                   format: str = "html") -> Response:
+        with connect(view.ref(store)) as conn:
+            run_id = view.default_run(conn, run)
+            q.run(conn, run_id)
+            evals = q.run_evals(conn, run_id)
+            if a is None and b is None and len(evals) >= 2:
+                a, b = evals[0]["id"], evals[-1]["id"]
+            ea = q.eval_row(conn, a) if a is not None else None
+            eb = q.eval_row(conn, b) if b is not None else None
+            pair = lineage.paired(ea, eb) if ea is not None and eb is not None else None
+            if pair is not None:  # held-out tasks are not stored: link only the tasks the store has
+                stored = lineage.stored_tasks(conn, [r["task_id"] for r in pair["rows"]])
+                for row in pair["rows"]:
+                    row["stored"] = row["task_id"] in stored
+        if format == "jsonl":
+            if pair is None:
+                raise ViewError(400, "Nothing to compare", "pass two evaluations: ?a=ID&b=ID.")
+            return view.jsonl(pair["rows"], f"evals-{a}-vs-{b}.jsonl")
+        return view.page("evals.html", store=store, run_id=run_id, evals=evals, a=ea, b=eb, pair=pair,
+                         query=dict(request.query_params))

@@ -1,0 +1,90 @@
+"""Pages of episodes: the filtered trajectory table, one trajectory, two attempts compared, a task."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from selfgym.view import lineage
+from selfgym.view import queries as q
+from selfgym.view.app import View
+from selfgym.view.source import connect
+from selfgym.view.tokens import heat_tokens, tokenizer_for
+
+
+def _model_of(conn: Any, run_id: str) -> str:
+    row = conn.execute("SELECT config FROM runs WHERE id=?", (run_id,)).fetchone()
+    if row is None:
+        return ""
+    return str(json.loads(row[0]).get("policy", {}).get("model", ""))
+
+
+def _transcript(traj: dict[str, Any]) -> list[str]:
+    lines = []
+    for i, turn in enumerate(traj["turns"]):
+        lines += [f"--- turn {i} observation", *turn["observation"].splitlines(), f"--- turn {i} action",
+                  *turn["action"].splitlines(), f"--- turn {i} reward {turn['reward']}"]
+    final = traj["record"].get("info", {}).get("final_observation")
+    if final is not None:
+        lines += ["--- feedback", *str(final).splitlines()]
+    return lines
+
+
+def _stream(view: View, store: str, f: q.TrajectoryFilter) -> Iterator[str]:
+    """Matching trajectories as JSON lines, read batch by batch over a connection of their own."""
+    with connect(view.ref(store)) as conn:
+        yield from q.trajectory_rows_jsonl(conn, f)
+
+
+def register(app: FastAPI, view: View) -> None:
+    @app.get("/s/{store}/trajectories")
+    def table(request: Request, store: str, format: str = "html") -> Response:
+        params = {k: v for k, v in request.query_params.items() if k != "format"}
+        with connect(view.ref(store)) as conn:
+            if not params.get("run"):
+                params["run"] = view.default_run(conn, None)
+            f = q.TrajectoryFilter.from_query(params)
+            if format == "jsonl":
+                return view.jsonl(_stream(view, store, f), "trajectories.jsonl")
+            rows, total, more = q.trajectory_page(conn, f)
+            choices = q.filter_choices(conn, f.run)
+        return view.page("trajectories.html", store=store, f=f, rows=rows, total=total, more=more,
+                         choices=choices, run_id=f.run, sorts=list(q.SORTS))
+
+    @app.get("/s/{store}/trajectory/{traj_id}")
+    def trajectory(store: str, traj_id: str, raw: int = 0) -> Response:
+        with connect(view.ref(store)) as conn:
+            traj = q.trajectory(conn, traj_id)
+            memory_ids = [i for ids in traj["record"].get("memory", {}).values() for i in ids]
+            memory = lineage.memory_items(conn, memory_ids)
+            siblings = [s for s in q.attempts_of_task(conn, traj["task_id"]) if s["id"] != traj_id]
+            task = conn.execute("SELECT prompt, source, parent_id FROM tasks WHERE id=?", (traj["task_id"],)).fetchone()
+            model = _model_of(conn, traj["run_id"])
+            extracted = lineage.skills_from(conn, traj_id)
+        tokenizer = tokenizer_for(model) if model else None
+        for turn in traj["turns"]:
+            turn["heat"] = heat_tokens(turn["completion_ids"], turn["logprobs"], tokenizer)
+        return view.page("trajectory.html", store=store, t=traj, memory=memory, siblings=siblings[:30],
+                         task=dict(task) if task else None, extracted=extracted, decoded=tokenizer is not None, raw=bool(raw),
+                         run_id=traj["run_id"])
+
+    @app.get("/s/{store}/compare")
+    def compare(store: str, a: str, b: str) -> Response:
+        with connect(view.ref(store)) as conn:
+            ta, tb = q.trajectory(conn, a), q.trajectory(conn, b)
+        diff = difflib.HtmlDiff(wrapcolumn=60).make_table(_transcript(ta), _transcript(tb), a, b)
+        return view.page("compare.html", store=store, a=ta, b=tb, diff=diff, run_id=ta["run_id"],
+                         same_task=ta["task_id"] == tb["task_id"])
+
+    @app.get("/s/{store}/task")
+    def task(store: str, id: str) -> Response:
+        with connect(view.ref(store)) as conn:
+            info = lineage.task(conn, id)
+            attempts = q.attempts_of_task(conn, id, limit=100)
+        run_id = (info.get("generator") or {}).get("run_id") or info.get("run_id") or ""
+        return view.page("task.html", store=store, task=info, attempts=attempts, run_id=run_id)
