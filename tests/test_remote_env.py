@@ -162,3 +162,47 @@ def test_killing_the_server_mid_episode_marks_the_episode_aborted() -> None:
     assert len(traj.turns) == 1 and not traj.success
     with pytest.raises(RemoteEnvError, match="cannot connect"):
         remote.reset(seed=0)
+
+
+def test_remote_env_plays_an_openenv_create_app_server() -> None:
+    """Any OpenEnv server: an echo env made with OpenEnv's own ``create_app``."""
+    pytest.importorskip("openenv.core.env_server", reason="needs openenv-core (the openenv extra)")
+    import threading
+    import time
+
+    import uvicorn
+    from openenv.core.env_server import Action, Environment, Observation, State, create_app
+
+    class Shout(Action):
+        message: str
+
+    class Echo(Observation):
+        echoed: str
+
+    class EchoEnv(Environment):
+        def reset(self, seed: int | None = None, episode_id: str | None = None, **kwargs: Any) -> Echo:
+            return Echo(echoed="ready")
+
+        def step(self, action: Shout, timeout_s: float | None = None, **kwargs: Any) -> Echo:
+            return Echo(echoed=action.message.upper(), reward=1.0, done=action.message == "bye")
+
+        @property
+        def state(self) -> State:
+            return State()
+
+    server = uvicorn.Server(uvicorn.Config(create_app(EchoEnv, Shout, Echo), host="127.0.0.1", port=0,
+                                          log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        env = RemoteEnv(f"ws://127.0.0.1:{port}")
+        assert env.reset(seed=0)[0] == '{"echoed": "ready"}'
+        assert env.step("hi")[:4] == ('{"echoed": "HI"}', 1.0, False, False)
+        assert env.step("bye")[2] is True
+        env.close()
+    finally:
+        server.should_exit = True
+        thread.join(10)
