@@ -207,6 +207,12 @@ class RemoteEnv(gymnasium.Env[str, str]):
             self._ws = None
         super().close()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (for process pools and Ray workers): the copy opens its own session at ``reset``."""
+        state = dict(self.__dict__)
+        state["_ws"] = None
+        return state
+
     def oracle_action(self) -> str:
         raise NotImplementedError("a remote env has no oracle here; play the oracle on the server's side")
 

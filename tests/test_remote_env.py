@@ -206,3 +206,22 @@ def test_remote_env_plays_an_openenv_create_app_server() -> None:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_check_env_passes_and_a_pickled_copy_opens_its_own_session() -> None:
+    import pickle
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+
+    with BackgroundServer(ServeConfig(env_id="selfgym/Guess-v0", port=0)) as server:
+        remote = selfgym.make("selfgym/Guess-v0", remote=server.url)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            check_env(remote, skip_render_check=True)
+        remote.reset(seed=2)
+        copy = pickle.loads(pickle.dumps(remote))
+        assert copy.reset(seed=2)[0] == remote.reset(seed=2)[0]
+        assert copy.step("1")[0] == remote.step("1")[0]
+        copy.close()
+        remote.close()
