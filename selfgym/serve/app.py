@@ -239,7 +239,8 @@ async def _serve_session(websocket: WebSocket, session: Session, config: ServeCo
     """Answer one session's messages in order until it closes, times out or its env hangs."""
     while True:
         try:
-            raw = await asyncio.wait_for(websocket.receive_text(), config.idle_timeout)
+            async with asyncio.timeout(config.idle_timeout):  # no extra task per message, unlike wait_for
+                raw = await websocket.receive_text()
         except TimeoutError:
             await websocket.send_text(error_message(
                 ErrorCode.SESSION_TIMEOUT, f"no message for {config.idle_timeout:g} s; the session is closed"))

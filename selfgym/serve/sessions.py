@@ -51,7 +51,8 @@ class Session:
         call itself runs on, and the env is closed after it when the session closes)."""
         future = asyncio.get_running_loop().run_in_executor(self.executor, lambda: fn(*args, **kwargs))
         try:
-            return await asyncio.wait_for(future, timeout)
+            async with asyncio.timeout(timeout):
+                return await future
         finally:
             self.last_active = time.monotonic()
 
