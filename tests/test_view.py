@@ -369,3 +369,27 @@ def test_cli_serves_the_viewer_on_loopback(run_dir):
     empty.mkdir(exist_ok=True)
     out = subprocess.run([selfgym, "view"], capture_output=True, text=True, timeout=60, cwd=empty)
     assert out.returncode == 2 and "pass one: selfgym view RUN_DIR" in out.stderr
+
+
+def test_mirror_follows_appends_and_a_task_stored_after_its_episode(tmp_path, monkeypatch):
+    from selfgym.view import table
+
+    with Store(tmp_path / "m") as writer:
+        writer.create_run("r", {}, kind="loop")
+        for i in range(7):
+            writer.add_trajectory(Trajectory(task_id="late/t", env_id="e", run_id="r", attempt=i, success=i % 2 == 0,
+                                             turns=[Turn(observation="o", action=f"answer {i} needle" if i in (1, 5)
+                                                         else f"answer {i}")]))
+        viewer = TestClient(create_app([tmp_path / "m"]))
+        assert 'data-id="' not in get(viewer, "/s/m/trajectories?run=r&family=late")
+        writer.add_tasks([Task(id="late/t", family="late", prompt="p")])
+        page = get(viewer, "/s/m/trajectories?run=r&family=late&success=1")
+        assert text_of(page, "count").startswith("4 trajectories")
+        monkeypatch.setattr(table, "SEARCH_WINDOW", 3)  # windows of 3: newest 4..6, then 1..3, then 0
+        found, before = [], ""
+        for _ in range(3):
+            page = get(viewer, f"/s/m/trajectories?run=r&q=needle{before}")
+            found += re.findall(r'<tr data-id="[^"]+"', page)
+            older = re.search(r'id="older" href="\?([^"]+)"', page)
+            before = "&before=" + re.search(r"before=(\d+)", older.group(1)).group(1) if older else ""
+        assert len(found) == 2 and not before

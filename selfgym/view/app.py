@@ -8,9 +8,11 @@ another schema version answer an HTML page with a 4xx status, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -23,8 +25,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from selfgym.view import queries as q
+from selfgym.view.mirror import mirror
 from selfgym.view.plot import line_plot
-from selfgym.view.source import StoreRef, ViewError, lease_held, store_refs
+from selfgym.view.source import StoreRef, ViewError, connect, lease_held, store_refs
 
 __all__ = ["View", "create_app", "serve"]
 
@@ -70,6 +73,15 @@ class View:
         lines = (r if isinstance(r, str) else json.dumps(r, default=str) + "\n" for r in rows)
         return StreamingResponse(lines, media_type="application/x-ndjson",
                                  headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+    def warm(self) -> None:
+        """Build the mirror of every readable store (``selfgym.view.mirror``)."""
+        for ref in self.refs.values():
+            try:
+                with connect(ref) as conn, mirror(conn):
+                    pass
+            except ViewError:
+                continue  # shown as an error page when asked for
 
     def default_run(self, conn: Any, run_id: str | None) -> str:
         """The run a page shows: the one asked for, else the store's gym-loop run, else its newest."""
@@ -127,7 +139,13 @@ def create_app(run_dirs: Iterable[str | Path]) -> FastAPI:
     from selfgym.view import routes_memory, routes_runs, routes_trajectories
 
     view = View(run_dirs)
-    app = FastAPI(title="selfgym view", docs_url=None, redoc_url=None, openapi_url=None)
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # copy each store's small columns at start, not on the first page that needs them
+        threading.Thread(target=view.warm, name="selfgym-view-warm", daemon=True).start()
+        yield
+
+    app = FastAPI(title="selfgym view", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.view = view
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 

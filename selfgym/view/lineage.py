@@ -18,10 +18,12 @@ from typing import Any
 import numpy as np
 
 from selfgym.stats import bootstrap_ci
+from selfgym.view.mirror import mirror
 from selfgym.view.source import ViewError
 
 __all__ = ["paired", "skills", "task", "teacher"]
 
+SHOWN_WINDOW = 5_000  # newest trajectories whose records the skill page reads for the skill's id
 TEACHER_COUNTS = ("teacher/proposed", "teacher/valid", "teacher/accepted", "teacher/rejected_invalid",
                   "teacher/rejected_decontam", "teacher/rejected_duplicate", "teacher/rejected_learnability",
                   "teacher/aborted")
@@ -84,12 +86,19 @@ def teacher(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
                                        "ORDER BY rowid", (run_id, *TEACHER_COUNTS)):
         counts.setdefault(it, {})[key] = value
     accepted = []
-    for r in conn.execute("SELECT t.*, (SELECT COUNT(*) FROM trajectories WHERE task_id=t.id AND aborted IS NULL) AS n, "
-                          "(SELECT TOTAL(success) FROM trajectories WHERE task_id=t.id AND aborted IS NULL) AS ok "
-                          "FROM tasks t WHERE t.split='generated' AND t.run_id=? ORDER BY t.created_at", (run_id,)):
+    for r in conn.execute("SELECT * FROM tasks WHERE split='generated' AND run_id=? ORDER BY created_at", (run_id,)):
         row = _task_dict(r)
         row["generator"] = row["payload"].get("generator", {}) if isinstance(row["payload"], dict) else {}
         accepted.append(row)
+    played: dict[str, tuple[int, float]] = {}
+    with mirror(conn) as m:  # attempts of each accepted task since, by the task index of the mirror
+        for start in range(0, len(accepted), 500):
+            chunk = [t["id"] for t in accepted[start:start + 500]]
+            played.update({r[0]: (r[1], r[2]) for r in m.conn.execute(
+                f"SELECT task_id, COUNT(*), TOTAL(success) FROM trajectories WHERE task_id IN ({','.join('?' * len(chunk))})"
+                " AND aborted IS NULL GROUP BY task_id", chunk)})
+    for row in accepted:
+        row["n"], row["ok"] = played.get(row["id"], (0, 0.0))
     return {"counts": counts, "accepted": accepted}
 
 
@@ -154,10 +163,11 @@ def skill(conn: sqlite3.Connection, run_id: str, name: str) -> dict[str, Any]:
         row["diff"] = "".join(difflib.unified_diff(before.splitlines(True), row.get("code", "").splitlines(True),
                                                    "before", f"v{row.get('version', 1)}"))
         before = row.get("code", "")
+    top = conn.execute("SELECT MAX(rowid) FROM trajectories").fetchone()[0] or 0
     shown = [dict(r) for r in conn.execute(
-        "SELECT id, iteration, success FROM trajectories WHERE run_id=? AND instr(record, ?) > 0 ORDER BY rowid DESC "
-        "LIMIT 50", (run_id, f'"skill:{name}@v'))]
-    return {"name": name, "rows": rows, "current": rows[-1], "shown_in": shown}
+        "SELECT id, iteration, success FROM trajectories WHERE rowid > ? AND +run_id=? AND instr(record, ?) > 0 "
+        "ORDER BY rowid DESC LIMIT 50", (top - SHOWN_WINDOW, run_id, f'"skill:{name}@v'))]
+    return {"name": name, "rows": rows, "current": rows[-1], "shown_in": shown, "window": SHOWN_WINDOW}
 
 
 def skills_from(conn: sqlite3.Connection, traj_id: str) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from selfgym.view import lineage
+from selfgym.view import lineage, table
 from selfgym.view import queries as q
 from selfgym.view.app import View
 from selfgym.view.source import connect
@@ -35,26 +35,26 @@ def _transcript(traj: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _stream(view: View, store: str, f: q.TrajectoryFilter) -> Iterator[str]:
+def _stream(view: View, store: str, f: table.TrajectoryFilter) -> Iterator[str]:
     """Matching trajectories as JSON lines, read batch by batch over a connection of their own."""
     with connect(view.ref(store)) as conn:
-        yield from q.trajectory_rows_jsonl(conn, f)
+        yield from table.jsonl_lines(conn, f)
 
 
 def register(app: FastAPI, view: View) -> None:
     @app.get("/s/{store}/trajectories")
-    def table(request: Request, store: str, format: str = "html") -> Response:
+    def trajectory_table(request: Request, store: str, format: str = "html") -> Response:
         params = {k: v for k, v in request.query_params.items() if k != "format"}
         with connect(view.ref(store)) as conn:
             if not params.get("run"):
                 params["run"] = view.default_run(conn, None)
-            f = q.TrajectoryFilter.from_query(params)
+            f = table.TrajectoryFilter.from_query(params)
             if format == "jsonl":
                 return view.jsonl(_stream(view, store, f), "trajectories.jsonl")
-            rows, total, more = q.trajectory_page(conn, f)
-            choices = q.filter_choices(conn, f.run)
-        return view.page("trajectories.html", store=store, f=f, rows=rows, total=total, more=more,
-                         choices=choices, run_id=f.run, sorts=list(q.SORTS))
+            page = table.page(conn, f)
+            choices = table.filter_choices(conn, f.run)
+        return view.page("trajectories.html", store=store, f=f, p=page, rows=page.rows, choices=choices, run_id=f.run,
+                         sorts=list(table.SORTS))
 
     @app.get("/s/{store}/trajectory/{traj_id}")
     def trajectory(store: str, traj_id: str, raw: int = 0) -> Response:
