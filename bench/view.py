@@ -232,6 +232,10 @@ def main() -> None:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise
                 time.sleep(0.2)
+        start = time.perf_counter()
+        client.get(f"/s/bench/trajectories?run={RUN}")
+        print(f"first table page after start: {time.perf_counter() - start:.2f} s (the copy of the small columns "
+              "into memory, once per process)")
         print(f"{'page':42s} {'p50 ms':>8s} {'p95 ms':>8s} {'max ms':>8s}")
         worst = 0.0
         for name, urls in _pages(args.n).items():
