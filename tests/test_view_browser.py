@@ -4,8 +4,10 @@ store's. The server is uvicorn on loopback, as ``selfgym view`` runs it."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from selfgym.store import Store
+from selfgym.types import Trajectory, Turn
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_view import RUN, build_run  # noqa: E402
@@ -23,26 +26,35 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--
         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
 
-@pytest.fixture(scope="module")
-def server():
+@contextlib.contextmanager
+def serving(run_dirs):
+    """The viewer under uvicorn on a free loopback port, in a thread; yields its base URL."""
     import uvicorn
 
     from selfgym.view import create_app
 
-    run_dir = build_run()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app([run_dir]), host="127.0.0.1", port=port, log_level="warning"))
+    srv = uvicorn.Server(uvicorn.Config(create_app(run_dirs), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not srv.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert srv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}", run_dir
-    srv.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server():
+    run_dir = build_run()
+    with serving([run_dir]) as url:
+        yield url, run_dir
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +112,26 @@ def test_filter_the_table_in_the_browser(server, page):
     assert shown == {t.id for t in store.trajectories(run_id=RUN, iteration=1, success=False)}
     assert page.inner_text("#count").startswith(f"{len(shown)} trajectories")
     store.close()
+
+
+def test_a_running_train_shows_up_live(server, page, tmp_path):
+    _, run_dir = server
+    copy = tmp_path / "live"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints"))
+    code = (f"from selfgym.lease import RunLease\nimport sys\nwith RunLease({str(copy)!r}, {RUN!r}):\n"
+            "    print('held', flush=True)\n    sys.stdin.readline()\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with serving([copy]) as url, Store(copy) as writer:
+            page.goto(f"{url}/s/live/run?run={RUN}")
+            before = int(page.inner_text("#run-trajectories"))
+            assert page.inner_text("#run-status") == "running"
+            for i in range(3):
+                writer.add_trajectory(Trajectory(task_id="even/lesson", env_id="e", run_id=RUN, iteration=9, attempt=i,
+                                                 turns=[Turn(observation="o", action="ok")], success=True))
+            page.wait_for_function(f"document.getElementById('run-trajectories').textContent == '{before + 3}'",
+                                   timeout=20_000)
+            assert int(page.inner_text("#run-successes")) == Store(copy).count_trajectories(run_id=RUN, success=True)
+    finally:
+        holder.communicate("\n", timeout=30)

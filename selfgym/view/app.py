@@ -162,6 +162,11 @@ def create_app(run_dirs: Iterable[str | Path]) -> FastAPI:
         shown = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors())
         return view.error(400, "Bad request", f"this page's parameters are wrong: {shown}.")
 
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:  # a bug: logged by uvicorn, not shown
+        return view.error(500, "Unexpected error", f"the viewer failed on this page ({type(exc).__name__}); the "
+                          "server's log has the details.")
+
     routes_runs.register(app, view)
     routes_trajectories.register(app, view)
     routes_memory.register(app, view)

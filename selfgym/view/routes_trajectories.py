@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,11 +18,18 @@ from selfgym.view.source import connect
 from selfgym.view.tokens import heat_tokens, tokenizer_for
 
 
-def _model_of(conn: Any, run_id: str) -> str:
-    row = conn.execute("SELECT config FROM runs WHERE id=?", (run_id,)).fetchone()
-    if row is None:
-        return ""
-    return str(json.loads(row[0]).get("policy", {}).get("model", ""))
+def _tokenizer(conn: Any, run_dir: Path, traj: dict[str, Any]) -> Any | None:
+    """The tokenizer of the policy that played ``traj``, when one of its folders has a
+    ``tokenizer.json``: the checkpoint's, the policy id itself (a model folder), the run's model."""
+    candidates = []
+    row = conn.execute("SELECT path FROM checkpoints WHERE id=?", (traj["policy_id"],)).fetchone()
+    if row is not None:
+        candidates += [row[0], str(run_dir / row[0])]
+    candidates.append(traj["policy_id"])
+    row = conn.execute("SELECT config FROM runs WHERE id=?", (traj["run_id"],)).fetchone()
+    if row is not None:
+        candidates.append(str(json.loads(row[0]).get("policy", {}).get("model", "")))
+    return next((t for c in candidates if c and (t := tokenizer_for(c)) is not None), None)
 
 
 def _transcript(traj: dict[str, Any]) -> list[str]:
@@ -64,14 +72,13 @@ def register(app: FastAPI, view: View) -> None:
             memory = lineage.memory_items(conn, memory_ids)
             siblings = [s for s in q.attempts_of_task(conn, traj["task_id"]) if s["id"] != traj_id]
             task = conn.execute("SELECT prompt, source, parent_id FROM tasks WHERE id=?", (traj["task_id"],)).fetchone()
-            model = _model_of(conn, traj["run_id"])
             extracted = lineage.skills_from(conn, traj_id)
-        tokenizer = tokenizer_for(model) if model else None
+            tokenizer = _tokenizer(conn, view.ref(store).run_dir, traj)
         for turn in traj["turns"]:
             turn["heat"] = heat_tokens(turn["completion_ids"], turn["logprobs"], tokenizer)
         return view.page("trajectory.html", store=store, t=traj, memory=memory, siblings=siblings[:30],
-                         task=dict(task) if task else None, extracted=extracted, decoded=tokenizer is not None, raw=bool(raw),
-                         run_id=traj["run_id"])
+                         task=dict(task) if task else None, extracted=extracted,
+                         decoded=tokenizer is not None, raw=bool(raw), run_id=traj["run_id"])
 
     @app.get("/s/{store}/compare")
     def compare(store: str, a: str, b: str) -> Response:
