@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
 from selfgym.view import lineage
@@ -73,25 +73,50 @@ def register(app: FastAPI, view: View) -> None:
             _, _, svg = timeline(conn, view.default_run(conn, run))
         return Response(svg, media_type="image/svg+xml")
 
+    def pick(store: str, token: str) -> tuple[str, int]:
+        """``ID`` (this store) or ``STORE:ID`` (an evaluation of another store shown, e.g. an ablation variant)."""
+        name, _, number = token.rpartition(":")
+        try:
+            return name or store, int(number)
+        except ValueError:
+            raise ViewError(400, "Bad evaluation", f"an evaluation is ID or STORE:ID, got {token!r}.") from None
+
+    def load(store: str, token: str) -> dict[str, Any]:
+        name, eval_id = pick(store, token)
+        with connect(view.ref(name)) as conn:
+            return {**q.eval_row(conn, eval_id), "store": name, "key": f"{name}:{eval_id}"}
+
+    def choices() -> list[dict[str, Any]]:
+        """Every evaluation of every readable store (the B menu: compare runs, not only iterations)."""
+        out = []
+        for name, ref in view.refs.items():
+            try:
+                with connect(ref) as conn:
+                    rows = conn.execute("SELECT id, run_id, iteration, split FROM eval_results ORDER BY id").fetchall()
+            except ViewError:
+                continue
+            out += [{"key": f"{name}:{r[0]}", "label": f"{name} / {r[1]} / iteration {r[2]} ({r[3]}, #{r[0]})"}
+                    for r in rows]
+        return out
+
     @app.get("/s/{store}/evals")
-    def evals_page(request: Request, store: str, run: str = "", a: int | None = None, b: int | None = None,
-                   format: str = "html") -> Response:
+    def evals_page(store: str, run: str = "", a: str = "", b: str = "", format: str = "html") -> Response:
         with connect(view.ref(store)) as conn:
             run_id = view.default_run(conn, run)
             q.run(conn, run_id)
             evals = q.run_evals(conn, run_id)
-            if a is None and b is None and len(evals) >= 2:
-                a, b = evals[0]["id"], evals[-1]["id"]
-            ea = q.eval_row(conn, a) if a is not None else None
-            eb = q.eval_row(conn, b) if b is not None else None
-            pair = lineage.paired(ea, eb) if ea is not None and eb is not None else None
-            if pair is not None:  # held-out tasks are not stored: link only the tasks the store has
+        if not a and not b and len(evals) >= 2:
+            a, b = str(evals[0]["id"]), str(evals[-1]["id"])
+        ea, eb = (load(store, a) if a else None), (load(store, b) if b else None)
+        pair = lineage.paired(ea, eb) if ea is not None and eb is not None else None
+        if pair is not None:  # held-out tasks are not stored: link only the tasks this store has
+            with connect(view.ref(store)) as conn:
                 stored = lineage.stored_tasks(conn, [r["task_id"] for r in pair["rows"]])
-                for row in pair["rows"]:
-                    row["stored"] = row["task_id"] in stored
+            for row in pair["rows"]:
+                row["stored"] = row["task_id"] in stored
         if format == "jsonl":
             if pair is None:
-                raise ViewError(400, "Nothing to compare", "pass two evaluations: ?a=ID&b=ID.")
-            return view.jsonl(pair["rows"], f"evals-{a}-vs-{b}.jsonl")
+                raise ViewError(400, "Nothing to compare", "pass two evaluations: ?a=ID&b=ID (or STORE:ID).")
+            return view.jsonl(pair["rows"], "evals-paired.jsonl")
         return view.page("evals.html", store=store, run_id=run_id, evals=evals, a=ea, b=eb, pair=pair,
-                         query=dict(request.query_params))
+                         options=choices())
