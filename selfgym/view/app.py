@@ -139,6 +139,7 @@ def create_app(run_dirs: Iterable[str | Path]) -> FastAPI:
     from selfgym.view import routes_memory, routes_runs, routes_trajectories
 
     view = View(run_dirs)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # copy each store's small columns at start, not on the first page that needs them
@@ -148,6 +149,20 @@ def create_app(run_dirs: Iterable[str | Path]) -> FastAPI:
     app = FastAPI(title="selfgym view", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.view = view
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    _error_pages(app, view)
+    routes_runs.register(app, view)
+    routes_trajectories.register(app, view)
+    routes_memory.register(app, view)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> JSONResponse:
+        return JSONResponse({"ok": True, "stores": list(view.refs)})
+
+    return app
+
+
+def _error_pages(app: FastAPI, view: View) -> None:
+    """Every failure answers an HTML page: 4xx for what the request or the store got wrong."""
 
     @app.exception_handler(ViewError)
     async def view_error(request: Request, exc: ViewError) -> Response:
@@ -166,16 +181,6 @@ def create_app(run_dirs: Iterable[str | Path]) -> FastAPI:
     async def unexpected(request: Request, exc: Exception) -> Response:  # a bug: logged by uvicorn, not shown
         return view.error(500, "Unexpected error", f"the viewer failed on this page ({type(exc).__name__}); the "
                           "server's log has the details.")
-
-    routes_runs.register(app, view)
-    routes_trajectories.register(app, view)
-    routes_memory.register(app, view)
-
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> JSONResponse:
-        return JSONResponse({"ok": True, "stores": list(view.refs)})
-
-    return app
 
 
 def serve(run_dirs: Iterable[str | Path], *, host: str = "127.0.0.1", port: int = 8765) -> None:

@@ -10,6 +10,8 @@ from selfgym.view import queries as q
 from selfgym.view.app import View
 from selfgym.view.source import connect
 
+__all__ = ["register"]
+
 
 def register(app: FastAPI, view: View) -> None:
     @app.get("/s/{store}/skills")

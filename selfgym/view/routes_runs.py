@@ -12,6 +12,8 @@ from selfgym.view import queries as q
 from selfgym.view.app import View, live, status, timeline
 from selfgym.view.source import ViewError, connect
 
+__all__ = ["register"]
+
 
 def _before_after(run: dict[str, Any]) -> list[dict[str, Any]]:
     """First vs last held-out evaluation, overall and per family."""
@@ -23,6 +25,33 @@ def _before_after(run: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"group": name, "before": x.get("success_rate"), "before_ci": x.get("ci95"), "after": y.get("success_rate"),
              "after_ci": y.get("ci95"), "change": y["success_rate"] - x["success_rate"]}
             for name, x, y in groups if "success_rate" in x and "success_rate" in y]
+
+
+def _pick(store: str, token: str) -> tuple[str, int]:
+    """``ID`` (this store) or ``STORE:ID`` (an evaluation of another store shown, e.g. an ablation variant)."""
+    name, _, number = token.rpartition(":")
+    try:
+        return name or store, int(number)
+    except ValueError:
+        raise ViewError(400, "Bad evaluation", f"an evaluation is ID or STORE:ID, got {token!r}.") from None
+
+def _load(view: View, store: str, token: str) -> dict[str, Any]:
+    name, eval_id = _pick(store, token)
+    with connect(view.ref(name)) as conn:
+        return {**q.eval_row(conn, eval_id), "store": name, "key": f"{name}:{eval_id}"}
+
+def _choices(view: View) -> list[dict[str, Any]]:
+    """Every evaluation of every readable store (the B menu: compare runs, not only iterations)."""
+    out = []
+    for name, ref in view.refs.items():
+        try:
+            with connect(ref) as conn:
+                rows = conn.execute("SELECT id, run_id, iteration, split FROM eval_results ORDER BY id").fetchall()
+        except ViewError:
+            continue
+        out += [{"key": f"{name}:{r[0]}", "label": f"{name} / {r[1]} / iteration {r[2]} ({r[3]}, #{r[0]})"}
+                for r in rows]
+    return out
 
 
 def register(app: FastAPI, view: View) -> None:
@@ -73,32 +102,6 @@ def register(app: FastAPI, view: View) -> None:
             _, _, svg = timeline(conn, view.default_run(conn, run))
         return Response(svg, media_type="image/svg+xml")
 
-    def pick(store: str, token: str) -> tuple[str, int]:
-        """``ID`` (this store) or ``STORE:ID`` (an evaluation of another store shown, e.g. an ablation variant)."""
-        name, _, number = token.rpartition(":")
-        try:
-            return name or store, int(number)
-        except ValueError:
-            raise ViewError(400, "Bad evaluation", f"an evaluation is ID or STORE:ID, got {token!r}.") from None
-
-    def load(store: str, token: str) -> dict[str, Any]:
-        name, eval_id = pick(store, token)
-        with connect(view.ref(name)) as conn:
-            return {**q.eval_row(conn, eval_id), "store": name, "key": f"{name}:{eval_id}"}
-
-    def choices() -> list[dict[str, Any]]:
-        """Every evaluation of every readable store (the B menu: compare runs, not only iterations)."""
-        out = []
-        for name, ref in view.refs.items():
-            try:
-                with connect(ref) as conn:
-                    rows = conn.execute("SELECT id, run_id, iteration, split FROM eval_results ORDER BY id").fetchall()
-            except ViewError:
-                continue
-            out += [{"key": f"{name}:{r[0]}", "label": f"{name} / {r[1]} / iteration {r[2]} ({r[3]}, #{r[0]})"}
-                    for r in rows]
-        return out
-
     @app.get("/s/{store}/evals")
     def evals_page(store: str, run: str = "", a: str = "", b: str = "", format: str = "html") -> Response:
         with connect(view.ref(store)) as conn:
@@ -107,7 +110,7 @@ def register(app: FastAPI, view: View) -> None:
             evals = q.run_evals(conn, run_id)
         if not a and not b and len(evals) >= 2:
             a, b = str(evals[0]["id"]), str(evals[-1]["id"])
-        ea, eb = (load(store, a) if a else None), (load(store, b) if b else None)
+        ea, eb = (_load(view, store, a) if a else None), (_load(view, store, b) if b else None)
         pair = lineage.paired(ea, eb) if ea is not None and eb is not None else None
         if pair is not None:  # held-out tasks are not stored: link only the tasks this store has
             with connect(view.ref(store)) as conn:
@@ -119,4 +122,4 @@ def register(app: FastAPI, view: View) -> None:
                 raise ViewError(400, "Nothing to compare", "pass two evaluations: ?a=ID&b=ID (or STORE:ID).")
             return view.jsonl(pair["rows"], "evals-paired.jsonl")
         return view.page("evals.html", store=store, run_id=run_id, evals=evals, a=ea, b=eb, pair=pair,
-                         options=choices())
+                         options=_choices(view))

@@ -17,6 +17,8 @@ from selfgym.view.app import View
 from selfgym.view.source import connect
 from selfgym.view.tokens import heat_tokens, tokenizer_for
 
+__all__ = ["register"]
+
 
 def _tokenizer(conn: Any, run_dir: Path, traj: dict[str, Any]) -> Any | None:
     """The tokenizer of the policy that played ``traj``, when one of its folders has a
