@@ -53,7 +53,7 @@ def test_eval_with_a_policy_reads_a_runs_memory_only_when_asked(tmp_path):
     from selfgym.store import Store
 
     store = Store(tmp_path / "trained")
-    store.create_run("r", to_dict(RunConfig(name="r", env={"id": "selfgym/Guess-v0"}, reflections={"enabled": True})))
+    store.create_run("r", to_dict(RunConfig(name="r", env={"id": "selfgym/Guess-v0"}, reflections={"enabled": True})), kind="loop")
     lesson = ReflectionMemory(store, run_id="r").add(next(iter(GuessTasks().tasks("train", limit=1))),
                                                      "Halve the interval each turn.")
     shown = {}

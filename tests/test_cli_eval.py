@@ -44,7 +44,7 @@ def skill_run(tmp_path_factory):
     """A run whose library held a right `is_even` (snapshot 1), then a wrong one (snapshot 2), now a right one."""
     run_dir = tmp_path_factory.mktemp("skills")
     store = Store(run_dir)
-    store.create_run("sk", to_dict(RunConfig(name="sk", env={"id": "selfgym/Code-v0"}, skills={"mode": "read-write"})))
+    store.create_run("sk", to_dict(RunConfig(name="sk", env={"id": "selfgym/Code-v0"}, skills={"mode": "read-write"})), kind="loop")
     library = SkillLibrary(store, SkillsConfig(mode="read-write"), run_id="sk")
     snapshots = []
     for body in ("n % 2 == 0", "n % 2 == 1", "not n % 2"):

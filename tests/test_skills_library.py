@@ -193,7 +193,7 @@ def test_cli_lists_and_shows_the_library(library, tmp_path):
     SkillCurator(library, FixedPolicy(GOOD), sandbox=_env().unwrapped.sandbox).add_verified(
         parse_candidate(GOOD), source_task_id="digits/a")
     library.record_usage({"digit_sum": (4, 3)})
-    library.store.create_run("loop", {"trainer": {}})
+    library.store.create_run("loop", {"trainer": {}}, kind="loop")
     run = [sys.executable, "-m", "selfgym.cli", "skills"]
     out = subprocess.run([*run, "list", str(tmp_path), "--run", "r"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

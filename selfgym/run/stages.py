@@ -1,0 +1,239 @@
+"""The gym loop's stages: each a function of the built run (``LoopRun``) and the iteration.
+
+Each stage is resumable on its own: it reads from the store whether its work for the iteration is
+done (stored attempts, a ``<stage>/done/<it>`` marker, a registered checkpoint, a stored
+evaluation) and does only what is missing, so a killed run continues where it stopped. A stage
+returns the metrics it logs; ``selfgym.run.loop.run_iteration`` sequences them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from selfgym.errors import ConfigError
+from selfgym.run.assemble import LoopRun
+from selfgym.run.curriculum import Arm
+from selfgym.run.evaluate import evaluate_tasks
+from selfgym.run.passrates import rollout_pass_rates
+from selfgym.run.rollout import RolloutConfig, run_rollouts
+from selfgym.seeds import derive_seed
+from selfgym.types import Split, Task, TaskSource, Trajectory
+
+__all__ = ["add_generated_arms", "choose_tasks", "curate_skills", "eval_tasks", "evaluate_heldout",
+           "play_rollouts", "teach", "train_policy", "update_curriculum"]
+
+Metrics = dict[str, float]
+
+
+# ---------------------------------------------------------------------------------------- tasks
+def eval_tasks(source: TaskSource, split: Split, n: int, families: list[str], difficulties: list[float]) -> list[Task]:
+    """The first ``n`` tasks of ``split`` in the source's fixed order, of the given families and
+    difficulties (empty: any)."""
+    if not families and not difficulties:
+        return list(source.tasks(split, limit=n))
+    chosen: list[Task] = []
+    for scanned, task in enumerate(source.tasks(split)):
+        if (not families or task.family in families) and (
+                not difficulties or any(abs(task.difficulty - d) < 1e-6 for d in difficulties)):
+            chosen.append(task)
+        if len(chosen) == n or scanned > 1000 * n:
+            break
+    if not chosen:
+        raise ConfigError(f"the {split} split has no task of families {families} at difficulties {difficulties}")
+    return chosen
+
+
+def _task_for(source: TaskSource, arm: Arm, rng: np.random.Generator, tries: int = 200) -> Task:
+    """A training task of the arm's family at its difficulty (rejection sampling over the source)."""
+    for _ in range(tries):
+        task = source.sample(rng, split="train", difficulty=arm.difficulty)
+        if task.family == arm.family:
+            return task
+    raise ConfigError(f"task source {source.name!r} gave no task of family {arm.family!r} in {tries} draws")
+
+
+def _generated_tasks(run: LoopRun) -> list[Task]:
+    return [t for t in run.store.tasks(split="generated", family=run.config.teacher.family)
+            if t.source.startswith("teacher:")]
+
+
+def _level(run: LoopRun, difficulty: float) -> float:
+    """The configured difficulty level nearest to ``difficulty`` (a generated task's arm)."""
+    return min(run.config.env.difficulties, key=lambda d: (abs(d - difficulty), d))
+
+
+def _generated_task(run: LoopRun, arm: Arm, rng: np.random.Generator, taken: set[str]) -> Task:
+    """The least-practised stored generated task of the arm's difficulty level."""
+    generated = _generated_tasks(run)
+    pool = [t for t in generated if _level(run, t.difficulty) == arm.difficulty] or generated
+    played = run.store.count_by_task(run_id=run.run_id, include_aborted=True)
+    fresh = [t for t in pool if t.id not in taken] or pool
+    low = min(played[t.id] for t in fresh)
+    least = [t for t in fresh if played[t.id] == low]
+    return least[int(rng.integers(len(least)))]
+
+
+def add_generated_arms(run: LoopRun) -> None:
+    """A curriculum arm for each level the teacher's stored tasks reach."""
+    for task in _generated_tasks(run):
+        run.curriculum.add_arm(Arm(task.family, _level(run, task.difficulty)))
+
+
+def choose_tasks(run: LoopRun, iteration: int) -> list[tuple[Arm, Task]]:
+    """The iteration's (arm, task) pairs: arms from the curriculum, a task per arm, the same for
+    the same (seed, iteration) so a resumed iteration plays the tasks it started."""
+    rng = np.random.default_rng([run.config.seed, iteration])
+    chosen: list[tuple[Arm, Task]] = []
+    for arm in run.curriculum.sample(run.config.rollout.tasks_per_iteration, rng):
+        if arm.family == run.config.teacher.family:
+            chosen.append((arm, _generated_task(run, arm, rng, {t.id for _, t in chosen})))
+        else:
+            chosen.append((arm, _task_for(run.source, arm, rng)))
+    return chosen
+
+
+# --------------------------------------------------------------------------------------- stages
+def teach(run: LoopRun, iteration: int) -> Metrics:
+    """The teacher turns the last iteration's failures into new tasks (once per iteration)."""
+    if run.teacher is None or iteration == 0:
+        return {}
+    marker = f"teacher/done/{iteration}"
+    if run.store.get_state(run.run_id, marker) is not None:
+        return {}
+    start = time.perf_counter()
+    failures = [t for t in run.store.trajectories(run_id=run.run_id, iteration=iteration - 1)
+                if not t.success and not t.aborted]
+    known = {t.id: t for t in run.store.tasks() if t.split != "heldout"}
+    heldout = eval_tasks(run.source, "heldout", max(run.config.eval.n_tasks, 200), run.config.env.families, [])
+    teach_config = run.config.teacher
+    with run.out.busy(f"teacher: proposing from {len(failures)} failures"):
+        sandbox = run.teacher.sandbox_spec
+        pass_rates = rollout_pass_rates(run.agent, env_id=teach_config.solver_env,
+                                        env_kwargs={"sandbox": sandbox} if sandbox is not None else None,
+                                        seed=derive_seed(teach_config.seed, "solver", iteration))
+        result = run.teacher.propose(failures, known, iteration=iteration, pass_rates=pass_rates, heldout=heldout)
+    metrics = {**result.metrics, "time/teacher_s": time.perf_counter() - start,
+               "teacher/generated_total": float(len(_generated_tasks(run)))}
+    run.store.set_state(run.run_id, marker, metrics)
+    m = result.metrics
+    run.out.stage(f"teacher: {m['teacher/proposed']:.0f} proposed, {m['teacher/valid']:.0f} valid, "
+                  f"{m['teacher/accepted']:.0f} accepted, {m['teacher/rejected_decontam']:.0f} too close to "
+                  f"held-out, {metrics['time/teacher_s']:.1f}s")
+    return metrics
+
+
+def play_rollouts(run: LoopRun, iteration: int, tasks: list[Task]) -> Metrics:
+    """Run the attempts of this iteration that the store does not hold yet (each task's group is
+    completed from its first missing attempt, so a resumed group keeps its seeds)."""
+    group = run.config.rollout.group_size
+    done = run.store.count_by_task(run_id=run.run_id, iteration=iteration, include_aborted=True)
+    missing: dict[int, list[Task]] = {}
+    unique = {task.id: task for task in tasks}  # a task drawn twice is one group
+    for task in unique.values():
+        if done[task.id] < group:
+            missing.setdefault(done[task.id], []).append(task)
+    tokens, wall = 0, 0.0
+    for first_attempt, chunk in sorted(missing.items()):
+        result = run_rollouts(
+            run.make_env, run.agent, chunk,
+            RolloutConfig(group_size=group - first_attempt, max_concurrent=run.config.rollout.max_concurrent,
+                          seed=derive_seed(run.config.seed, "rollout", iteration, first_attempt),
+                          progress=run.out.interactive),
+            store=run.store, on_step_end=run.writer, first_attempt=first_attempt,
+            run_id=run.run_id, iteration=iteration, policy_id=run.policy_id)
+        tokens += result.generated_tokens
+        wall += result.wall_s
+    return {"tokens/rollout": float(tokens), "time/rollout_s": wall}
+
+
+def update_curriculum(run: LoopRun, iteration: int, chosen: list[tuple[Arm, Task]],
+                      trajs: list[Trajectory]) -> Metrics:
+    """Feed the iteration's outcomes to the curriculum; the training-success metrics."""
+    arm_of = {task.id: arm.key for arm, task in chosen}
+    run.curriculum.update(iteration, [(arm_of[t.task_id], t.success) for t in trajs if t.task_id in arm_of])
+    return {"train/success": sum(t.success for t in trajs) / len(trajs) if trajs else 0.0,
+            "train/episodes": float(len(trajs)),
+            "reflections/total": float(len(run.store.memory("reflection")))}
+
+
+def curate_skills(run: LoopRun, iteration: int, trajs: list[Trajectory]) -> Metrics:
+    """Skill usage, retirement and extraction from this iteration's episodes (read-write mode)."""
+    if run.skills is None or run.config.skills.mode != "read-write":
+        return {}
+    marker = f"skills/done/{iteration}"
+    if run.store.get_state(run.run_id, marker) is not None:
+        return {}
+    from selfgym.skills import SkillCurator
+
+    start = time.perf_counter()
+    curator = SkillCurator(run.skills, run.policy, checkpoint_id=run.checkpoint_id)
+    tasks = {t.task_id: run.store.task(t.task_id) for t in trajs}
+    with run.out.busy("skills: extracting and verifying"):
+        metrics = curator.update(trajs, {k: v for k, v in tasks.items() if v is not None})
+    metrics["time/skills_s"] = time.perf_counter() - start
+    run.store.set_state(run.run_id, marker, metrics)
+    run.out.stage(f"skills: {metrics['skills/proposed']:.0f} proposed, {metrics['skills/added']:.0f} added, "
+                  f"{metrics['skills/merged']:.0f} merged, {metrics['skills/rejected']:.0f} rejected, "
+                  f"{metrics['skills/retired']:.0f} retired; library {metrics['skills/size']:.0f}, "
+                  f"{metrics['skills/uses']:.0f} uses")
+    return metrics
+
+
+def train_policy(run: LoopRun, iteration: int) -> Metrics:
+    """One training round on the store's window of trajectories; the policy then generates with the
+    new weights and a checkpoint (with the skill library's snapshot) is registered."""
+    from selfgym.trainers.run import make_trainer, train_from_store
+
+    algorithm = run.config.trainer.algorithm
+    if algorithm == "none":
+        return {}
+    if any(c["iteration"] == iteration for c in run.store.checkpoints(run.run_id)):
+        return {}  # trained before a crash; the checkpoint was loaded at start
+    start = time.perf_counter()
+    with run.out.busy(f"training ({algorithm})"):
+        if run.trainer is None:
+            config: Any = run.config.trainer.algorithm_config()
+            if algorithm == "grpo":  # log-probs at the temperature the rollouts were sampled at
+                config = replace(config, temperature=run.config.agent.sampling.temperature)
+            run.trainer = make_trainer(algorithm, run.policy.model, tokenizer=run.policy.tokenizer, config=config)
+        result, info = train_from_store(
+            run.trainer, run.store, run_id=run.run_id, iteration=iteration, run_dir=run.run_dir,
+            base_model=run.config.policy.model, parent_id=run.checkpoint_id,
+            since_iteration=iteration - run.config.trainer.window + 1, tokenizer=run.policy.tokenizer)
+    run.policy.use_model(run.trainer.model)  # generate with the updated weights (LoRA in place)
+    if info is not None:
+        run.checkpoint_id = info.id
+        if run.skills is not None:  # the library that goes with these weights
+            run.skills.snapshot(info.id)
+    seconds = time.perf_counter() - start
+    run.out.stage(f"train ({algorithm}): {result.steps} steps, {seconds:.1f}s")
+    return {"time/train_s": seconds, "train/steps": float(result.steps)}
+
+
+def evaluate_heldout(run: LoopRun, iteration: int) -> float:
+    """Held-out success stored with ``iteration`` (not repeated after a resume)."""
+    ev = run.config.eval
+    stored = [e for e in run.store.evals(run.run_id) if e["iteration"] == iteration]
+    if stored:
+        return float(stored[0]["metrics"]["success_rate"])
+    start = time.perf_counter()
+    tasks = eval_tasks(run.source, ev.split, ev.n_tasks, run.config.env.families, ev.difficulties)
+    agent = run.agent if ev.memory else run.agent.with_memory([])
+    if ev.temperature is not None:
+        agent = agent.with_config(sampling=replace(agent.config.sampling, temperature=ev.temperature))
+    scores, result = evaluate_tasks(
+        run.make_env, agent, tasks, k=ev.k,
+        seed=derive_seed(run.config.seed, "eval", iteration), max_concurrent=run.config.rollout.max_concurrent,
+        progress=run.out.interactive, run_id=f"{run.run_id}/eval", iteration=iteration, policy_id=run.policy_id)
+    run.store.add_eval(run_id=run.run_id, env_id=run.config.env.id, split=ev.split, metrics=scores.to_dict(),
+                       checkpoint_id=run.checkpoint_id, iteration=iteration)
+    seconds = time.perf_counter() - start
+    run.store.log_metrics(run.run_id, iteration, {"time/eval_s": seconds,
+                                                  "tokens/eval": float(result.generated_tokens)})
+    run.out.stage(f"held-out eval: {scores.n_tasks} tasks x {ev.k}, success {scores.success_rate:.3f} "
+                  f"[{scores.ci95[0]:.3f}, {scores.ci95[1]:.3f}], {seconds:.1f}s")
+    return scores.success_rate
