@@ -41,7 +41,7 @@ def register(app: FastAPI, view: View) -> None:
             return view.jsonl(rows, "reflections.jsonl")
         return view.page("reflections.html", store=store, run_id=run_id, rows=rows)
 
-    @app.get("/s/{store}/memory/{item_id}")
+    @app.get("/s/{store}/memory/{item_id:path}")
     def memory(store: str, item_id: str) -> Response:
         with connect(view.ref(store)) as conn:
             item = lineage.memory_item(conn, item_id)

@@ -66,7 +66,7 @@ def register(app: FastAPI, view: View) -> None:
         return view.page("trajectories.html", store=store, f=f, p=page, rows=page.rows, choices=choices, run_id=f.run,
                          sorts=list(table.SORTS))
 
-    @app.get("/s/{store}/trajectory/{traj_id}")
+    @app.get("/s/{store}/trajectory/{traj_id:path}")
     def trajectory(store: str, traj_id: str, raw: int = 0) -> Response:
         with connect(view.ref(store)) as conn:
             traj = q.trajectory(conn, traj_id)
