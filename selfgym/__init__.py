@@ -1,7 +1,8 @@
 """selfgym: Gymnasium-style environments and a training loop for self-improving LLM agents.
 
-Importing ``selfgym`` registers the built-in environments, so ``gymnasium.make("selfgym/Guess-v0")``
-works right after ``import selfgym``.
+Importing ``selfgym`` registers the built-in environments and those of installed plugins (entry
+point group ``selfgym.envs``), so ``gymnasium.make("selfgym/Guess-v0")`` and
+``gymnasium.make("acme/Echo-v0")`` work right after ``import selfgym``, in gymnasium's vector envs too.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from selfgym.errors import (
 )
 from selfgym.registry import (
     list_envs,
+    load_plugins,
     list_task_sources,
     make,
     make_task_source,
@@ -51,3 +53,4 @@ __all__ = [
 from selfgym.envs import register_builtin_envs  # noqa: E402  (registry must exist first)
 
 register_builtin_envs()
+load_plugins()  # a plugin's entry point names its light registration function, not its env classes
