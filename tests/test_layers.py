@@ -27,8 +27,8 @@ def layer(module: str) -> int:
         return -1  # a third-party or standard module
     if parts[-1] == "cli" or parts[-1] == "__main__":
         return 3
-    if len(parts) > 1 and parts[1] in ("run", "serve", "view"):
-        return 2  # the runner and the apps that drive it (env server, run viewer)
+    if len(parts) > 1 and parts[1] in ("run", "serve", "view", "integrations"):
+        return 2  # the runner and what drives it (env server, run viewer, trainer integrations)
     if len(parts) > 1 and parts[1] in ("envs", "agents", "skills", "trainers"):
         return 1
     return 0
