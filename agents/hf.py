@@ -9,6 +9,11 @@ Two generation paths, chosen by ``TransformersConfig.batching``:
 - ``continuous``: transformers' continuous batching (``model.generate_batch``, paged KV cache),
   the fast path on a GPU. ``auto`` picks it on CUDA and ``generate`` elsewhere.
 
+The ``generate`` path reuses keys/values across calls (``agents/kvcache.py``): a prompt that
+extends one fed before (the next turn of an episode, a shared system prompt, a server request that
+continues an earlier one) prefills only its new tokens. ``prefix_cache_mb`` bounds the memory; 0
+switches it off. ``stats()`` counts prefilled, cached and generated tokens and time in the model.
+
 Log-probabilities are those of the sampling distribution before top-k / top-p truncation:
 ``log_softmax(logits / temperature)`` (temperature 1 when greedy), the quantity TRL's GRPO
 re-computes. The continuous path reports them after truncation, which is the same when
@@ -26,7 +31,8 @@ from typing import Any, Literal
 from selfgym.errors import ConfigError
 from selfgym.types import Completion
 
-from .policy import ChatMessage, PolicyError, SamplingParams, cut_at_stop, to_chat
+from . import kvcache
+from .policy import ChatMessage, GenerationStats, PolicyError, SamplingParams, cut_at_stop, to_chat
 
 __all__ = ["TransformersConfig", "TransformersPolicy"]
 
@@ -47,12 +53,16 @@ class TransformersConfig:
         default=None, metadata={"help": "KV cache of the generate path, e.g. 'static' (torch.compile, GPU)"})
     max_context: int = field(default=4096, metadata={"help": "longest prompt + completion (sizes the cache)"})
     name: str | None = field(default=None, metadata={"help": "policy id in trajectories (default: model)"})
+    prefix_cache_mb: int = field(
+        default=1024, metadata={"help": "keys/values kept for prompts that extend earlier ones (MB; 0: off)"})
 
     def __post_init__(self) -> None:
         if self.batching not in ("auto", "generate", "continuous"):
             raise ConfigError(f"batching must be auto, generate or continuous, got {self.batching!r}")
         if self.max_batch_size < 1:
             raise ConfigError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
+        if self.prefix_cache_mb < 0:
+            raise ConfigError(f"prefix_cache_mb must be >= 0 (0 switches reuse off), got {self.prefix_cache_mb}")
 
 
 class _LogprobRecorder:
@@ -130,6 +140,10 @@ class TransformersPolicy:
         self.tokens_generated = 0
         self._cb_key: tuple[Any, ...] | None = None
         self._encoded: dict[str, list[int]] = {}
+        self.prefix_cache = kvcache.PrefixCache(self.config.prefix_cache_mb * 2**20)
+        self._reusable = self.config.prefix_cache_mb > 0 and kvcache.supports_reuse(model)
+        self._stats = GenerationStats()
+        self._cached_now = 0
 
     def use_model(self, model: Any) -> None:
         """Generate with ``model`` from now on (e.g. the trainer's, LoRA updated in place): in eval
@@ -138,6 +152,12 @@ class TransformersPolicy:
         model.eval()
         base = getattr(model, "get_base_model", lambda: model)()
         base.config.use_cache = True
+        self.prefix_cache.clear()  # keys/values of the old weights
+        self._reusable = self.config.prefix_cache_mb > 0 and kvcache.supports_reuse(model)
+
+    def stats(self) -> GenerationStats:
+        """Totals since the policy was made (see ``GenerationStats``)."""
+        return self._stats
 
     @classmethod
     def load(cls, config: TransformersConfig) -> TransformersPolicy:
@@ -193,6 +213,7 @@ class TransformersPolicy:
         if params.seed is not None and self.path == "continuous":
             torch.manual_seed(params.seed)  # its sampler draws from the global generator
         start = time.perf_counter()
+        self._cached_now = 0
         try:
             generate = self._continuous if self.path == "continuous" else self._chunks
             rows = generate(prompt_ids, params)
@@ -203,6 +224,10 @@ class TransformersPolicy:
         out = [self._completion(list(ids), gen, logprobs, params, latency)
                for ids, (gen, logprobs) in zip(prompt_ids, rows, strict=True)]
         self.tokens_generated += sum(len(c.completion_ids) for c in out)
+        prompt_tokens = sum(len(ids) for ids in prompt_ids)
+        self._stats = self._stats + GenerationStats(
+            calls=1, prompts=len(prompt_ids), prefilled_tokens=prompt_tokens - self._cached_now,
+            cached_tokens=self._cached_now, generated_tokens=sum(len(c.completion_ids) for c in out), model_s=latency)
         return out
 
     def _chunks(self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams) -> list[tuple[list[int], Any]]:
@@ -253,15 +278,22 @@ class TransformersPolicy:
         kwargs: dict[str, Any] = {"tokenizer": self.tokenizer} if params.stop else {}
         if self.config.cache_implementation:
             kwargs["cache_implementation"] = self.config.cache_implementation
+        reuse = self._reusable and not self.config.cache_implementation and min(map(len, prompt_ids)) > 1
         with torch.inference_mode():
+            batch = kvcache.prefill(self.model, self.prefix_cache, prompt_ids, params.max_tokens) if reuse else None
+            if batch is not None:
+                kwargs["past_key_values"] = batch.past
+                self._cached_now += sum(batch.cached)
             sequences = self.model.generate(
                 input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
                 generation_config=self._generation_config(params, params.max_tokens),
                 logits_processor=processors, **kwargs,
             )
-        generated = sequences[:, width:]
-        logprobs = recorder.finish(sequences) if recorder else None
-        gen_rows = generated.tolist()
+            generated = sequences[:, width:]
+            logprobs = recorder.finish(sequences) if recorder else None
+            gen_rows = generated.tolist()
+            if batch is not None:
+                kvcache.remember(self.prefix_cache, batch, prompt_ids, gen_rows, [self._end(g) for g in gen_rows])
         lp_rows = logprobs.tolist() if logprobs is not None else [None] * len(gen_rows)
         return list(zip(gen_rows, lp_rows, strict=True))
 
@@ -309,6 +341,10 @@ class TransformersPolicy:
         return [(list(r.generated_tokens), list(r.logprobs) if params.logprobs else None) for r in rows]
 
     # ------------------------------------------------------------------ post-processing
+    def _end(self, generated: list[int]) -> int:
+        """How many tokens of a generated row are real: up to its first end-of-sequence token."""
+        return next((i + 1 for i, token in enumerate(generated) if token in self.eos_ids), len(generated))
+
     def _completion(self, prompt_ids: list[int], generated: list[int], logprobs: list[float] | None,
                     params: SamplingParams, latency: float) -> Completion:
         """Cut a generated row where it ended (EOS, stop string or length) and decode it."""

@@ -12,6 +12,7 @@ Backends: ``TransformersPolicy`` (``agents/hf.py``), ``OpenAIPolicy`` (``agents/
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import Any, Protocol, runtime_checkable
 
 from selfgym.errors import ConfigError, InfrastructureError
@@ -19,6 +20,8 @@ from selfgym.types import Completion, Message, SamplingParams
 
 __all__ = [
     "ChatMessage",
+    "GenerationStats",
+    "MeteredPolicy",
     "Policy",
     "PolicyError",
     "SamplingParams",
@@ -63,6 +66,51 @@ class TrainablePolicy(Policy, Protocol):
     tokenizer: Any
 
     def use_model(self, model: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    """What a policy's generation has cost since it was made (counters; subtract two snapshots for a stage).
+
+    ``prefilled_tokens`` were run through the model as prompt, ``cached_tokens`` were prompt tokens
+    whose keys/values were reused from an earlier call (prefix reuse), ``generated_tokens`` were
+    sampled (before cutting at stop strings), ``model_s`` is wall time inside the backend's generate.
+    """
+
+    calls: int = 0
+    prompts: int = 0
+    prefilled_tokens: int = 0
+    cached_tokens: int = 0
+    generated_tokens: int = 0
+    model_s: float = 0.0
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.prefilled_tokens + self.cached_tokens
+
+    @property
+    def cache_hit_rate(self) -> float:
+        """Share of prompt tokens served from the cache (0 when there were none)."""
+        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
+
+    def __add__(self, other: GenerationStats) -> GenerationStats:
+        return GenerationStats(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+    def __sub__(self, other: GenerationStats) -> GenerationStats:
+        return GenerationStats(*(getattr(self, f.name) - getattr(other, f.name) for f in fields(self)))
+
+    def metrics(self, prefix: str = "policy/") -> dict[str, float]:
+        """Flat, namespaced numbers for a console line, the store or a report."""
+        out: dict[str, float] = {f"{prefix}{f.name}": getattr(self, f.name) for f in fields(self)}
+        out[f"{prefix}cache_hit_rate"] = self.cache_hit_rate
+        return out
+
+
+@runtime_checkable
+class MeteredPolicy(Protocol):
+    """A policy that counts its work: ``stats()`` is a ``GenerationStats`` snapshot of the totals so far."""
+
+    def stats(self) -> GenerationStats: ...
 
 
 def to_chat(message: ChatMessage) -> dict[str, Any]:

@@ -8,6 +8,11 @@ arrive together are batched into one ``policy.generate`` call (requests with the
 settings, up to ``max_batch_size``, gathered for ``batch_window_ms``), so concurrent agents share the
 model the way they would with vLLM. Streaming is not supported.
 
+A request that extends an earlier one (the next turn of a dialogue) reuses the keys/values the
+transformers backend kept for the earlier tokens (``agents/kvcache.py``), as vLLM's automatic
+prefix caching does; ``GET /stats`` shows each served policy's ``GenerationStats`` (prefilled,
+reused and generated tokens, seconds in the model).
+
 Run it with ``serve("embedded", port=8000)``, or in-process for tests with ``start_server(policy)``.
 """
 
@@ -27,7 +32,7 @@ from pydantic import BaseModel, ConfigDict
 
 from selfgym.types import Completion, new_id
 
-from .policy import Policy, SamplingParams
+from .policy import MeteredPolicy, Policy, SamplingParams
 
 __all__ = ["ChatRequest", "LoadLoraRequest", "RunningServer", "create_app", "serve", "start_server"]
 
@@ -155,7 +160,7 @@ def create_app(
 ) -> Any:
     """The FastAPI app serving ``policy`` under ``/v1``.
 
-    Routes: ``/health``, ``/v1/models``, ``/v1/chat/completions`` and, unless ``adapter_loader``
+    Routes: ``/health``, ``/stats``, ``/v1/models``, ``/v1/chat/completions`` and, unless ``adapter_loader``
     is None, vLLM's ``/v1/load_lora_adapter`` (``{"lora_name", "lora_path"}``: the adapter is
     loaded with ``adapter_loader(path, name)`` and served as model ``lora_name``, replacing an
     earlier one of that name; requests naming no model keep getting ``policy``).
@@ -191,6 +196,12 @@ def create_app(
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/stats")
+    async def stats() -> dict[str, Any]:
+        """Each served policy's generation counters (those that keep them)."""
+        return {name: p.stats().metrics(prefix="") for name, p in batcher.policies.items()
+                if isinstance(p, MeteredPolicy)}
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
