@@ -138,3 +138,15 @@ def test_rollout_prompt_must_come_from_its_tasks():
     rollout = SelfgymRollout("selfgym/Code-v0", 1)
     with pytest.raises(KeyError, match="task_dataset"):
         rollout._task([{"role": "user", "content": json.dumps("not a task")}])
+
+
+def test_tool_calling_tokenizer_renders_and_parses_tool_calls():
+    from trl.chat_template_utils import is_chat_template_prefix_preserving, supports_tool_calling
+
+    _, tokenizer = _model_and_tokenizer()
+    assert not supports_tool_calling(tokenizer)  # SmolLM2's own template
+    tokenizer = tool_calling_tokenizer(tokenizer)
+    assert supports_tool_calling(tokenizer) and is_chat_template_prefix_preserving(tokenizer)
+    reply = '<tool_call>\n{"name": "submit", "arguments": {"code": "print(1)"}}\n</tool_call><|im_end|>'
+    parsed = tokenizer.parse_response(reply, prefix="<|im_start|>assistant\n")
+    assert parsed["tool_calls"][0]["function"] == {"name": "submit", "arguments": {"code": "print(1)"}}
