@@ -103,30 +103,46 @@ def eval_cmd(
     max_concurrent: Annotated[int, typer.Option(min=1, help="episodes in flight (batched generate)")] = 16,
     run_dir: RunDirOpt = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the scores as JSON here")] = None,
+    backend: Annotated[str, typer.Option(
+        help="local (in-process, batched generate) | ray (Ray env workers; $RAY_ADDRESS or a local instance)")] = "local",
+    workers: Annotated[int, typer.Option(min=1, help="env workers with --backend ray")] = 2,
+    remote: Annotated[str | None, typer.Option(
+        help="play on an env server (selfgym serve) at this ws://host:port instead of a local env")] = None,
 ) -> None:
     """Score an agent on a split: success rate with a bootstrap 95% CI, pass@k, per family and difficulty."""
     from selfgym.run.evaluate import evaluate_tasks, split_tasks
     from selfgym.store import Store
 
+    if backend not in ("local", "ray"):
+        raise SelfgymError(f"--backend must be local or ray, got {backend!r}")
+    if backend == "ray" and memory != "off":
+        raise SelfgymError(f"--memory {memory} reads the run's store in this process; use --backend local")
     name = f"llm:{policy}" if policy else agent
-    env = selfgym.make(env_id)
+    env_kwargs = {"remote": remote} if remote else {}
+    env = selfgym.make(env_id, **env_kwargs)
     try:
         tasks = split_tasks(llm_env(env).task_source, split, n, env_id=env_id)
     finally:
         env.close()
-    player = _eval_agent(name, memory, memory_run, seed)
+    player = _eval_agent(name, memory, memory_run, seed) if backend == "local" else _worker_agent(name, seed)
     store = Store(run_dir) if run_dir else None
     run_id = f"eval-{name}".replace("/", "_")
     if store:
         store.create_run(run_id, {"env_id": env_id, "agent": name, "split": split, "n": n, "k": k, "memory": memory})
-    make_env = lambda: selfgym.make(env_id)  # noqa: E731
+    make_env = lambda: selfgym.make(env_id, **env_kwargs)  # noqa: E731
     library = next((m for m in getattr(player, "memory", []) if getattr(m, "kind", "") == "skill"), None)
     if library is not None:  # the skills shown in the prompt are importable in the sandbox
         from selfgym.skills import skills_env_factory
 
         make_env = skills_env_factory(make_env, library)
+    rollouts = None
+    if backend == "ray":
+        from selfgym.run.distributed import RayConfig, RayRollouts
+
+        rollouts = RayRollouts(RayConfig(workers=workers))
     result, _ = evaluate_tasks(make_env, player, tasks, k=k, seed=seed, max_concurrent=max_concurrent,
-                               progress=console.is_terminal, store=store, run_id=run_id, policy_id=name)
+                               progress=console.is_terminal, rollouts=rollouts, store=store, run_id=run_id,
+                               policy_id=name)
     if store:
         store.add_eval(run_id=run_id, env_id=env_id, split=split, metrics=result.to_dict())
     low, high = result.ci95
@@ -154,6 +170,13 @@ def _eval_agent(name: str, memory: str, memory_run: Path | None, seed: int):
     from selfgym.run.loop import run_memory
 
     return _llm_agent(name).with_memory(run_memory(memory_run, memory))
+
+
+def _worker_agent(name: str, seed: int):
+    """A picklable factory of the agent each Ray worker plays with (an llm spec's policy loads there)."""
+    from selfgym.run.distributed import NamedAgentFactory
+
+    return NamedAgentFactory(name, seed)
 
 
 def _llm_agent(name: str):

@@ -128,16 +128,18 @@ def evaluate_tasks(
     seed: int = 0,
     max_concurrent: int = 16,
     progress: bool = True,
+    rollouts: Callable[..., Any] | None = None,
     **rollout_kwargs: Any,
 ) -> tuple[EvalResult, Any]:
     """Score ``k`` attempts per task with batched rollouts (one generate per step for LLM agents).
 
     ``agent`` is an ``LLMAgent`` or a factory ``env -> Agent``; ``rollout_kwargs`` go to
-    ``run_rollouts`` (``store``, ``run_id``, ``iteration``, ``policy_id``...). Returns the scores
-    and the ``RolloutResult`` (trajectories, tokens, wall time).
+    ``run_rollouts`` (``store``, ``run_id``, ``iteration``, ``policy_id``...); ``rollouts`` replaces
+    ``run_rollouts`` (e.g. a ``selfgym.run.distributed.RayRollouts``). Returns the scores and the
+    ``RolloutResult`` (trajectories, tokens, wall time).
     """
     from selfgym.run.rollout import RolloutConfig, run_rollouts
 
-    result = run_rollouts(env, agent, tasks, RolloutConfig(group_size=k, max_concurrent=max_concurrent, seed=seed,
-                                                           progress=progress), **rollout_kwargs)
+    config = RolloutConfig(group_size=k, max_concurrent=max_concurrent, seed=seed, progress=progress)
+    result = (rollouts or run_rollouts)(env, agent, tasks, config, **rollout_kwargs)
     return summarise(result.trajectories, {t.id: t for t in tasks}, k), result

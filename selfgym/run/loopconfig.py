@@ -56,10 +56,25 @@ class RolloutSection:
     tasks_per_iteration: int = field(default=8, metadata={"help": "tasks drawn by the curriculum per iteration"})
     group_size: int = field(default=2, metadata={"help": "attempts per task (the G of GRPO)"})
     max_concurrent: int = field(default=16, metadata={"help": "episodes in flight (one batched generate per step)"})
+    backend: Literal["local", "ray"] = field(
+        default="local", metadata={"help": "local: the in-process engine | ray: Ray env workers playing whole "
+                                           "episodes ($RAY_ADDRESS, else a local Ray instance)"})
+    ray_workers: int = field(default=2, metadata={"help": "env workers (Ray actors) when backend = 'ray'"})
+    policy_url: str = field(
+        default="", metadata={"help": "backend = 'ray': the OpenAI-compatible server the workers generate with "
+                                      "(base URL with /v1, '#model' may follow); empty: each worker loads the "
+                                      "weights the driver generates with"})
+    env_servers: list[str] = field(
+        default_factory=list, metadata={"help": "backend = 'ray': env servers (selfgym serve, ws://host:port) the "
+                                                "workers play on, worker i on server i mod n; the servers "
+                                                "hold the env's arguments (--env-arg); empty: local envs"})
 
     def __post_init__(self) -> None:
-        if self.tasks_per_iteration < 1 or self.group_size < 1 or self.max_concurrent < 1:
-            raise ConfigError("rollout.tasks_per_iteration, group_size and max_concurrent must be >= 1")
+        if self.tasks_per_iteration < 1 or self.group_size < 1 or self.max_concurrent < 1 or self.ray_workers < 1:
+            raise ConfigError("rollout.tasks_per_iteration, group_size, max_concurrent and ray_workers must be >= 1")
+        if (self.policy_url or self.env_servers) and self.backend != "ray":
+            raise ConfigError("rollout.policy_url and rollout.env_servers are used by backend = 'ray' only; "
+                              "set rollout.backend = 'ray'")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,6 +144,9 @@ class RunConfig:
             raise ConfigError(f"name must be a non-empty run id without '/', got {self.name!r}")
         if self.iterations < 1:
             raise ConfigError(f"iterations must be >= 1, got {self.iterations}")
+        if self.rollout.backend == "ray" and (self.reflections.enabled or self.skills.mode != "off"):
+            raise ConfigError("rollout.backend = 'ray' plays without memory (workers do not read the run's store); "
+                              "set reflections.enabled = false and skills.mode = 'off', or use backend = 'local'")
         if self.trainer.algorithm == "grpo" and self.rollout.group_size < 2:
             raise ConfigError("trainer.algorithm = 'grpo' needs rollout.group_size >= 2 (advantages are group-relative)")
         if self.trainer.algorithm == "grpo" and self.agent.sampling.temperature <= 0:

@@ -17,9 +17,10 @@ import numpy as np
 from selfgym.errors import ConfigError
 from selfgym.run.assemble import LoopRun
 from selfgym.run.curriculum import Arm
+from selfgym.run.distributed import rollout_backend
 from selfgym.run.evaluate import evaluate_tasks
 from selfgym.run.passrates import rollout_pass_rates
-from selfgym.run.rollout import RolloutConfig, run_rollouts
+from selfgym.run.rollout import RolloutConfig
 from selfgym.seeds import derive_seed
 from selfgym.types import Split, Task, TaskSource, Trajectory
 
@@ -137,8 +138,9 @@ def play_rollouts(run: LoopRun, iteration: int, tasks: list[Task]) -> Metrics:
         if done[task.id] < group:
             missing.setdefault(done[task.id], []).append(task)
     tokens, wall = 0, 0.0
+    rollouts = rollout_backend(run)  # in-process, or Ray workers ([rollout] backend)
     for first_attempt, chunk in sorted(missing.items()):
-        result = run_rollouts(
+        result = rollouts(
             run.make_env, run.agent, chunk,
             RolloutConfig(group_size=group - first_attempt, max_concurrent=run.config.rollout.max_concurrent,
                           seed=derive_seed(run.config.seed, "rollout", iteration, first_attempt),
@@ -228,7 +230,8 @@ def evaluate_heldout(run: LoopRun, iteration: int) -> float:
     scores, result = evaluate_tasks(
         run.make_env, agent, tasks, k=ev.k,
         seed=derive_seed(run.config.seed, "eval", iteration), max_concurrent=run.config.rollout.max_concurrent,
-        progress=run.out.interactive, run_id=f"{run.run_id}/eval", iteration=iteration, policy_id=run.policy_id)
+        progress=run.out.interactive, rollouts=rollout_backend(run), run_id=f"{run.run_id}/eval", iteration=iteration,
+        policy_id=run.policy_id)
     run.store.add_eval(run_id=run.run_id, env_id=run.config.env.id, split=ev.split, metrics=scores.to_dict(),
                        checkpoint_id=run.checkpoint_id, iteration=iteration)
     seconds = time.perf_counter() - start

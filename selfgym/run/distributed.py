@@ -1,0 +1,397 @@
+"""Rollouts on Ray: env workers as actors playing whole episodes, the driver the only store writer.
+
+``ray_rollouts`` has ``run_rollouts``' signature and contract. Each worker (a Ray actor) holds one env
+(local, or a ``RemoteEnv`` on an env server) and one agent (built in the worker from a picklable
+factory: a scripted agent in tests, an LLM agent on an OpenAI-compatible endpoint in a cluster), and
+plays one episode at a time with ``run_episode``; the trajectory comes back as data and the driver
+writes it. Episode ``i`` of a call resets with ``seed + i``, as in the in-process engine, so a
+deterministic agent plays the same episodes on both.
+
+Failures follow the error policy: an ``InfrastructureError`` in a worker (a dead sandbox or env
+server) aborts that episode there; a worker that dies (``RayActorError``: the process was killed,
+its node lost) aborts the episode it was playing, on the driver, and a fresh worker takes its
+place. Aborted episodes are stored, counted, never scored. A task's attempts are written in attempt
+order, so the stored attempts of a task are always ``0..n-1`` and a resume that starts from the
+count of stored attempts (the loop's) neither skips nor repeats one.
+
+Ray is optional (the ``ray`` extra) and imported only when a call starts its workers.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import gymnasium
+
+from selfgym.agents.base import Agent, BatchAgent, SequentialAgents
+from selfgym.errors import ConfigError, InfrastructureError
+from selfgym.run.episode import end_trajectory, run_episode
+from selfgym.run.rollout import (  # the engine's own task and request rules, so both play the same episodes
+    AgentSpec,
+    RolloutConfig,
+    RolloutResult,
+    _progress,
+    _Request,
+    _resolve_tasks,
+    run_rollouts,
+)
+from selfgym.store import Store
+from selfgym.types import Task, Trajectory
+
+if TYPE_CHECKING:  # not imported at run time: the workers import this module and need no model stack
+    from selfgym.run.assemble import LoopRun
+
+__all__ = ["EnvWorker", "NamedAgentFactory", "PolicyAgentFactory", "RayConfig", "RayRollouts", "RolloutsFn", "ensure_ray", "ray_rollouts",
+           "rollout_backend"]
+
+RolloutsFn = Callable[..., RolloutResult]
+"""A function called like ``run_rollouts`` (``run_rollouts`` itself, or a ``RayRollouts``)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RayConfig:
+    """Where the env workers run."""
+
+    workers: int = field(default=2, metadata={"help": "env workers (Ray actors), one episode in flight each"})
+    address: str | None = field(
+        default=None, metadata={"help": "Ray cluster address (default: $RAY_ADDRESS, else a local instance)"})
+    cpus_per_worker: float = field(default=1.0, metadata={"help": "CPUs each worker reserves"})
+    max_replacements: int | None = field(
+        default=None, metadata={"help": "dead workers replaced per call (default: as many as workers)"})
+    env_servers: tuple[str, ...] = field(
+        default=(), metadata={"help": "env servers (ws://host:port) for an env id: worker i plays on server i mod n"})
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ConfigError(f"RayConfig.workers must be >= 1, got {self.workers}")
+        if self.cpus_per_worker < 0:
+            raise ConfigError(f"RayConfig.cpus_per_worker must be >= 0, got {self.cpus_per_worker}")
+
+
+def ensure_ray(config: RayConfig) -> Any:
+    """Connect to the cluster (``config.address`` or ``$RAY_ADDRESS``) or start a local instance
+    (at least 2 CPUs, no dashboard, no usage statistics); return the ``ray`` module."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError("rollout backend 'ray' needs Ray: pip install 'selfgym[ray]'") from exc
+    if ray.is_initialized():
+        return ray
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report leaves the machine
+    address = config.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address)
+    else:
+        cpus = max(2, math.ceil(config.workers * config.cpus_per_worker))
+        ray.init(num_cpus=cpus, include_dashboard=False)
+    return ray
+
+
+@dataclass(frozen=True)
+class PolicyAgentFactory:
+    """Builds the LLM agent inside a worker: ``spec`` is a policy spec (``openai:<base_url>[#model]``
+    for an OpenAI-compatible server, or a checkpoint dir), loaded once per worker process."""
+
+    spec: str
+    config: Any  # AgentConfig
+    device: str | None = None
+
+    def __call__(self, env: gymnasium.Env) -> Agent:
+        from selfgym.agents.factory import make_policy
+        from selfgym.agents.llm import LLMAgent
+
+        options = {} if self.spec.startswith("openai:") or self.device is None else {"device": self.device}
+        return LLMAgent(make_policy(self.spec, **options), self.config)
+
+
+@dataclass(frozen=True)
+class NamedAgentFactory:
+    """Builds ``selfgym.agents.make_agent(name)`` inside a worker (``scripted``, ``random``, ``llm:<spec>``)."""
+
+    name: str
+    seed: int | None = None
+
+    def __call__(self, env: gymnasium.Env) -> Agent:
+        from selfgym.agents import make_agent
+
+        if self.name in ("scripted", "random"):
+            return make_agent(self.name, env, seed=self.seed)  # type: ignore[no-any-return]
+        return make_agent(self.name)  # type: ignore[no-any-return]
+
+
+def _episode_agent(spec: AgentSpec, env: gymnasium.Env) -> Agent:
+    """The one-episode-at-a-time agent a worker plays with."""
+    if isinstance(spec, SequentialAgents):
+        return spec.factory(env)
+    if isinstance(spec, BatchAgent):
+        if hasattr(spec, "act") and hasattr(spec, "reset"):
+            return spec  # type: ignore[return-value]  # the LLM agent plays single episodes too
+        raise ConfigError(f"ray rollouts need an agent that plays one episode at a time (reset/act), "
+                          f"got {type(spec).__name__}")
+    return spec(env)
+
+
+def _agent_name(agent: Any) -> str:
+    return getattr(agent, "policy_id", "") or getattr(agent, "name", "")
+
+
+def _aborted(request: _Request, env_id: str, exc: BaseException, fields: dict[str, Any]) -> Trajectory:
+    """The record of an episode that never got to play (or died with its worker)."""
+    fields = dict(fields)
+    info = {**fields.pop("info", {}), "group": request.group}
+    traj = Trajectory(task_id=request.task.id, env_id=env_id, seed=request.seed, attempt=request.attempt,
+                      info=info, **fields)
+    end_trajectory(traj, "", None, time.perf_counter(), exc)
+    return traj
+
+
+class EnvWorker:
+    """One env and one agent in a Ray actor; ``play`` runs a whole episode and returns its trajectory."""
+
+    def __init__(self, make_env: Callable[[], gymnasium.Env], agent: AgentSpec, env_id: str) -> None:
+        self.env_id, self.env, self.broken = env_id, None, None
+        try:
+            self.env = make_env()
+        except InfrastructureError as exc:  # e.g. its env server is down: each episode ends aborted
+            self.broken = exc
+        else:
+            self.agent = _episode_agent(agent, self.env)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def play(self, request: _Request, fields: dict[str, Any]) -> Trajectory:
+        if self.env is None:
+            return _aborted(request, self.env_id, self.broken or InfrastructureError("no env"), fields)
+        fields = dict(fields)
+        info = {**fields.pop("info", {}), "group": request.group}
+        try:
+            traj = run_episode(self.env, self.agent, seed=request.seed, task=request.task,
+                               attempt=request.attempt, info=info, **fields)
+        except InfrastructureError as exc:  # the reset failed (a lost env server): aborted, not raised
+            return _aborted(request, self.env_id, exc, fields)
+        traj.policy_id = traj.policy_id or _agent_name(self.agent)
+        return traj
+
+    def close(self) -> None:
+        if self.env is not None:
+            self.env.close()
+
+
+class _Writer:
+    """The driver's side: writes each task's attempts in attempt order and calls the hooks."""
+
+    def __init__(self, store: Store | None, on_trajectory: Callable[[Trajectory], None] | None,
+                 on_step_end: Callable[[list[tuple[Task, Trajectory]]], None] | None, first_attempt: int) -> None:
+        self.first_attempt = first_attempt
+        self.store, self.on_trajectory, self.on_step_end = store, on_trajectory, on_step_end
+        self.done: dict[int, Trajectory] = {}
+        self.held: dict[int, dict[int, tuple[_Request, Trajectory]]] = {}
+        self.next_attempt: dict[int, int] = {}
+        self.stored_tasks: set[str] = set()
+
+    def add(self, request: _Request, traj: Trajectory) -> None:
+        self.done[request.index] = traj
+        self.held.setdefault(request.group, {})[request.attempt] = (request, traj)
+        group = self.held[request.group]
+        attempt = self.next_attempt.setdefault(request.group, self.first_attempt)
+        while attempt in group:
+            self._write(*group.pop(attempt))
+            attempt = self.next_attempt[request.group] = attempt + 1
+
+    def _write(self, request: _Request, traj: Trajectory) -> None:
+        if self.store is not None:
+            if traj.task_id not in self.stored_tasks:
+                self.store.add_tasks([request.task], run_id=traj.run_id or None)
+                self.stored_tasks.add(traj.task_id)
+            self.store.add_trajectory(traj)
+        if self.on_trajectory is not None:
+            self.on_trajectory(traj)
+        if self.on_step_end is not None:
+            self.on_step_end([(request.task, traj)])
+
+
+class RayRollouts:
+    """Rollouts on a pool of Ray env workers, called like ``run_rollouts``.
+
+    The workers are started by each call (the env and agent are the call's) and stopped at its end;
+    ``pids`` lists the live workers' process ids during a call (tests kill one to see it handled).
+    """
+
+    def __init__(self, config: RayConfig | None = None) -> None:
+        self.config = config or RayConfig()
+        self.pids: list[int] = []
+
+    def __call__(self, env: str | Callable[[], gymnasium.Env], agent: AgentSpec, tasks: Sequence[Task | str] | int,
+                 config: RolloutConfig | None = None, *, store: Store | None = None,
+                 on_trajectory: Callable[[Trajectory], None] | None = None,
+                 on_step_end: Callable[[list[tuple[Task, Trajectory]]], None] | None = None,
+                 env_kwargs: dict[str, Any] | None = None, first_attempt: int = 0,
+                 **trajectory_fields: Any) -> RolloutResult:
+        """Run ``group_size`` attempts of each task on the workers (see ``run_rollouts``)."""
+        ray = ensure_ray(self.config)
+        config = config or RolloutConfig()
+        env_kwargs = dict(env_kwargs or {})
+        started = time.perf_counter()
+        probe = self._env_factory(env, env_kwargs, 0)()  # tasks resolved (and sampled) as the engine does
+        try:
+            chosen = _resolve_tasks(tasks, probe, config)
+            env_name = probe.spec.id if probe.spec else type(probe.unwrapped).__name__
+        finally:
+            probe.close()
+        pending = [_Request(index=i * config.group_size + a, task=task, group=i, attempt=first_attempt + a,
+                            seed=config.seed + i * config.group_size + a)
+                   for i, task in enumerate(chosen) for a in range(config.group_size)]
+        pending.reverse()  # popped from the end: the engine's order
+        need, have = min(self.config.workers, len(pending)) * self.config.cpus_per_worker, ray.cluster_resources()
+        if need > have.get("CPU", 0.0):  # the workers would wait for CPUs forever
+            raise ConfigError(f"{self.config.workers} env workers x {self.config.cpus_per_worker:g} CPUs need {need:g} "
+                              f"CPUs, the Ray cluster has {have.get('CPU', 0.0):g}; lower the workers or "
+                              "RayConfig.cpus_per_worker (0 for workers that mostly wait on servers)")
+        writer = _Writer(store, on_trajectory, on_step_end, first_attempt)
+        pool = _Pool(self, ray, lambda index: self._env_factory(env, env_kwargs, index), agent, env_name,
+                     trajectory_fields)
+        try:
+            pool.play(pending, writer, config.progress)
+        finally:
+            pool.close()
+        trajectories = [writer.done[i] for i in sorted(writer.done)]
+        return RolloutResult(trajectories=trajectories, steps=sum(len(t.turns) for t in trajectories),
+                             generated_tokens=sum(len(turn.completion_ids) for t in trajectories for turn in t.turns),
+                             wall_s=time.perf_counter() - started)
+
+    def _env_factory(self, env: str | Callable[[], gymnasium.Env], env_kwargs: dict[str, Any],
+                     index: int) -> Callable[[], gymnasium.Env]:
+        """The env of worker ``index``: on env server ``index mod n`` when the config names servers."""
+        import selfgym
+
+        servers = self.config.env_servers
+        if not isinstance(env, str):
+            if servers:
+                raise ConfigError("RayConfig.env_servers needs an env id, not an env factory")
+            return env
+        remote = {"remote": servers[index % len(servers)]} if servers else {}
+        return functools.partial(selfgym.make, env, **remote, **env_kwargs)
+
+    @staticmethod
+    def _pids(ray: Any, actors: list[Any]) -> list[int]:
+        pids = []
+        for actor in actors:
+            try:
+                pids.append(int(ray.get(actor.pid.remote())))
+            except ray.exceptions.RayActorError:
+                pass  # died meanwhile; its episode ends aborted when the driver reads it
+        return pids
+
+
+class _Pool:
+    """One call's workers: started, fed one episode at a time, replaced when they die, stopped."""
+
+    def __init__(self, owner: RayRollouts, ray: Any, env_for: Callable[[int], Callable[[], gymnasium.Env]],
+                 agent: AgentSpec, env_name: str, fields: dict[str, Any]) -> None:
+        self.owner, self.ray, self.env_for, self.agent, self.env_name, self.fields = (
+            owner, ray, env_for, agent, env_name, fields)
+        self.worker_cls = ray.remote(num_cpus=owner.config.cpus_per_worker, max_restarts=0,
+                                     scheduling_strategy="SPREAD")(EnvWorker)  # over the nodes
+        replacements = owner.config.max_replacements
+        self.replacements = owner.config.workers if replacements is None else replacements
+        self.started = 0
+        self.actors: list[Any] = []
+        self.in_flight: dict[Any, tuple[Any, _Request]] = {}
+
+    def start_worker(self) -> Any:
+        actor = self.worker_cls.remote(self.env_for(self.started), self.agent, self.env_name)  # spread over servers
+        self.started += 1
+        self.actors.append(actor)
+        return actor
+
+    def dispatch(self, actor: Any, pending: list[_Request]) -> None:
+        if pending:
+            request = pending.pop()
+            self.in_flight[actor.play.remote(request, self.fields)] = (actor, request)
+
+    def play(self, pending: list[_Request], writer: _Writer, progress_bar: bool) -> None:
+        """Every pending episode to the workers; each result (or loss) to the writer."""
+        for _ in range(min(self.owner.config.workers, len(pending))):
+            self.start_worker()
+        # a worker that cannot start (a bug in its env or agent, or they do not unpickle there) raises
+        self.owner.pids = [int(pid) for pid in self.ray.get([actor.pid.remote() for actor in self.actors])]
+        for actor in list(self.actors):
+            self.dispatch(actor, pending)
+        with _progress(progress_bar) as progress:
+            bar = progress.add_task("rollouts", total=len(pending) + len(self.in_flight), solved=0, tps=0.0)
+            while self.in_flight:
+                [ref], _ = self.ray.wait(list(self.in_flight), num_returns=1)
+                actor, request = self.in_flight.pop(ref)
+                try:
+                    traj = self.ray.get(ref)
+                except self.ray.exceptions.RayActorError as exc:  # the worker died: its episode is lost
+                    writer.add(request, _aborted(request, self.env_name, exc, self.fields))
+                    actor = self.replace(actor, pending)
+                else:
+                    traj.policy_id = traj.policy_id or _agent_name(self.agent)
+                    writer.add(request, traj)
+                if actor is not None:
+                    self.dispatch(actor, pending)
+                if not self.in_flight and pending:  # every worker is gone and none may replace them
+                    lost = InfrastructureError("no env worker left (all died)")
+                    while pending:
+                        request = pending.pop()
+                        writer.add(request, _aborted(request, self.env_name, lost, self.fields))
+                progress.update(bar, completed=len(writer.done),
+                                solved=sum(t.success for t in writer.done.values()), tps=0.0)
+
+    def replace(self, dead: Any, pending: list[_Request]) -> Any:
+        """A fresh worker for a dead one while replacements last and episodes wait, else None."""
+        self.actors.remove(dead)
+        actor = None
+        if self.replacements > 0 and pending:
+            self.replacements -= 1
+            actor = self.start_worker()
+        self.owner.pids = self.owner._pids(self.ray, self.actors)
+        return actor
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)
+        self.owner.pids = []
+
+
+def ray_rollouts(env: str | Callable[[], gymnasium.Env], agent: AgentSpec, tasks: Sequence[Task | str] | int,
+                 config: RolloutConfig | None = None, *, ray_config: RayConfig | None = None,
+                 **kwargs: Any) -> RolloutResult:
+    """``run_rollouts`` on Ray workers (``RayRollouts(ray_config)(env, agent, tasks, config, **kwargs)``)."""
+    return RayRollouts(ray_config)(env, agent, tasks, config, **kwargs)
+
+
+def _driver_weights(run: LoopRun) -> str:
+    """The policy spec of the weights the driver generates with: its latest checkpoint, or the base model."""
+    for checkpoint in reversed(run.store.checkpoints(run.run_id)):
+        if checkpoint["id"] == run.checkpoint_id:
+            return str(checkpoint["path"])
+    return run.config.policy.model
+
+
+def rollout_backend(run: LoopRun) -> RolloutsFn:
+    """The rollout function of a run's stages (``[rollout] backend``): ``run_rollouts`` in-process, or
+    Ray workers whose agents have the stage's agent config and generate through ``rollout.policy_url``
+    (or load the driver's current weights)."""
+    section = run.config.rollout
+    if section.backend == "local":
+        return run_rollouts
+    pool = RayRollouts(RayConfig(workers=section.ray_workers, env_servers=tuple(section.env_servers)))
+    spec = f"openai:{section.policy_url}" if section.policy_url else _driver_weights(run)
+    device = run.config.policy.device
+
+    def rollouts(env: Any, agent: Any, tasks: Any, config: RolloutConfig | None = None, **kwargs: Any) -> RolloutResult:
+        if section.env_servers:  # the run's env id on the servers, which hold its arguments (--env-arg)
+            env, kwargs["env_kwargs"] = run.config.env.id, {}
+        return pool(env, PolicyAgentFactory(spec, agent.config, device), tasks, config, **kwargs)
+
+    return rollouts
