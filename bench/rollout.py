@@ -81,6 +81,7 @@ class GpuSampler:
 
 
 def engine_run(policy: TransformersPolicy, args: argparse.Namespace) -> tuple[Any, CountingPolicy]:
+    policy.prefix_cache.clear()  # each side reuses only the keys/values of its own earlier turns
     counted = CountingPolicy(policy)
     params = SamplingParams(max_tokens=args.max_tokens, temperature=1.0)
     agent = LLMAgent(counted, AgentConfig(sampling=params, max_prompt_tokens=args.max_prompt_tokens))
@@ -94,6 +95,7 @@ def engine_run(policy: TransformersPolicy, args: argparse.Namespace) -> tuple[An
 def raw_run(policy: TransformersPolicy, counted: CountingPolicy, args: argparse.Namespace) -> tuple[int, float]:
     """The engine's prompt batches, pre-tokenised, through ``generate_ids`` with the engine's seeds."""
     batches = [[policy.encode(chat) for chat in batch] for batch in counted.prompts]
+    policy.prefix_cache.clear()  # not the engine's: the raw side builds its own, turn by turn
     params = SamplingParams(max_tokens=args.max_tokens, temperature=1.0)
     tokens, seconds = 0, 0.0
     for step, batch in enumerate(batches):
