@@ -42,6 +42,12 @@ def test_two_iterations_fill_the_store(tmp_path, tiny):
     assert [e["iteration"] for e in store.evals("t2")] == [0, 1, 2]
     keys = {k for _, k, _ in store.metrics("t2")}
     assert {"train/success", "time/rollout_s", "tokens/rollout"} <= keys
+    values = {(it, k): v for it, k, v in store.metrics("t2")}
+    for it in (0, 1):  # each rollout stage publishes its throughput and where its time went
+        assert values[it, "rollout/env_steps_per_s"] > 0 and values[it, "rollout/generated_tok_per_s"] > 0
+        assert values[it, "tokens/prefilled_rollout"] > 0
+        assert values[it, "time/rollout_model_s"] + values[it, "time/rollout_env_s"] == pytest.approx(
+            values[it, "time/rollout_s"])
     assert any(k.startswith("curriculum/p/even@") for k in keys)
     assert store.checkpoints("t2"), "GRPO with contrast in every group trains and registers a checkpoint"
     assert Path(store.checkpoints("t2")[-1]["path"]).is_dir()

@@ -99,7 +99,8 @@ def run_iteration(run: LoopRun, it: int) -> dict[str, float]:
     trajs = run.store.trajectories(run_id=run.run_id, iteration=it)
     metrics |= stages.update_curriculum(run, it, chosen, trajs)
     run.out.stage(f"rollouts: {len(trajs)} episodes, {metrics['tokens/rollout']:.0f} tokens, "
-                  f"{metrics['time/rollout_s']:.1f}s; {metrics['reflections/total']:.0f} reflections stored")
+                  f"{metrics['time/rollout_s']:.1f}s{stages.throughput(metrics)}; "
+                  f"{metrics['reflections/total']:.0f} reflections stored")
     metrics |= stages.curate_skills(run, it, trajs)
     metrics |= stages.train_policy(run, it)
     metrics |= {f"curriculum/p/{k}": v for k, v in run.curriculum.probabilities().items()}

@@ -28,6 +28,7 @@ PANELS: list[tuple[str, str, tuple[str, ...], str]] = [
     ("reflections", "Reflections", ("reflections/",), "count"),
     ("losses", "Trainer losses", ("losses/",), "value"),
     ("tokens", "Tokens per stage", ("tokens/",), "tokens"),
+    ("throughput", "Rollout throughput", ("rollout/",), "per second"),
     ("time", "Wall time per stage", ("time/",), "seconds"),
 ]
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from selfgym.agents.policy import MeteredPolicy
 from selfgym.errors import ConfigError
 from selfgym.run.assemble import LoopRun
 from selfgym.run.curriculum import Arm
@@ -24,7 +25,7 @@ from selfgym.run.rollout import RolloutConfig
 from selfgym.seeds import derive_seed
 from selfgym.types import Split, Task, TaskSource, Trajectory
 
-__all__ = ["add_generated_arms", "choose_tasks", "curate_skills", "eval_tasks", "evaluate_heldout",
+__all__ = ["add_generated_arms", "throughput", "choose_tasks", "curate_skills", "eval_tasks", "evaluate_heldout",
            "play_rollouts", "teach", "train_policy", "update_curriculum"]
 
 Metrics = dict[str, float]
@@ -137,7 +138,8 @@ def play_rollouts(run: LoopRun, iteration: int, tasks: list[Task]) -> Metrics:
     for task in unique.values():
         if done[task.id] < group:
             missing.setdefault(done[task.id], []).append(task)
-    tokens, wall = 0, 0.0
+    tokens, wall, steps = 0, 0.0, 0
+    before = run.policy.stats() if isinstance(run.policy, MeteredPolicy) else None
     rollouts = rollout_backend(run)  # in-process, or Ray workers ([rollout] backend)
     for first_attempt, chunk in sorted(missing.items()):
         result = rollouts(
@@ -149,7 +151,45 @@ def play_rollouts(run: LoopRun, iteration: int, tasks: list[Task]) -> Metrics:
             run_id=run.run_id, iteration=iteration, policy_id=run.policy_id)
         tokens += result.generated_tokens
         wall += result.wall_s
-    return {"tokens/rollout": float(tokens), "time/rollout_s": wall}
+        steps += sum(len(t.turns) for t in result.trajectories)
+    metrics = {"tokens/rollout": float(tokens), "time/rollout_s": wall}
+    if wall > 0:
+        metrics |= {"rollout/env_steps_per_s": steps / wall, "rollout/generated_tok_per_s": tokens / wall}
+    if before is not None:  # the local policy's counters (a remote policy's work is not seen here)
+        spent = run.policy.stats() - before
+        metrics |= {"tokens/prefilled_rollout": float(spent.prefilled_tokens),
+                    "tokens/cached_rollout": float(spent.cached_tokens),
+                    "cache/prompt_hit_rate": spent.cache_hit_rate,
+                    "time/rollout_model_s": spent.model_s, "time/rollout_env_s": max(wall - spent.model_s, 0.0)}
+        if wall > 0:
+            metrics["rollout/prefilled_tok_per_s"] = spent.prefilled_tokens / wall
+    return metrics | _gpu_memory()
+
+
+def throughput(metrics: Metrics) -> str:
+    """The rollout stage's throughput for a console line (empty when nothing was played)."""
+    if "rollout/env_steps_per_s" not in metrics:
+        return ""
+    text = (f" ({metrics['rollout/env_steps_per_s']:.2f} env steps/s, "
+            f"{metrics['rollout/generated_tok_per_s']:.0f} generated tok/s")
+    if "rollout/prefilled_tok_per_s" in metrics:
+        text += (f", {metrics['rollout/prefilled_tok_per_s']:.0f} prefilled tok/s, "
+                 f"{metrics['cache/prompt_hit_rate']:.0%} of prompt tokens from the cache, "
+                 f"{metrics['time/rollout_model_s']:.1f}s in the model / {metrics['time/rollout_env_s']:.1f}s outside")
+    if "gpu/peak_memory_gib" in metrics:
+        text += f", GPU peak {metrics['gpu/peak_memory_gib']:.1f} GiB"
+    return text + ")"
+
+
+def _gpu_memory() -> Metrics:
+    """Peak GPU memory of this process since the last call (CUDA only)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    torch.cuda.reset_peak_memory_stats()
+    return {"gpu/peak_memory_gib": peak}
 
 
 def update_curriculum(run: LoopRun, iteration: int, chosen: list[tuple[Arm, Task]],
