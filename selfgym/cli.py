@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -108,6 +109,13 @@ def eval_cmd(
     workers: Annotated[int, typer.Option(min=1, help="env workers with --backend ray")] = 2,
     remote: Annotated[str | None, typer.Option(
         help="play on an env server (selfgym serve) at this ws://host:port instead of a local env")] = None,
+    tasks_spec: Annotated[str | None, typer.Option(
+        "--tasks", help="task source instead of the env's own: NAME or NAME:PATH (humaneval, mbpp:FILE, "
+                        "code-jsonl:FILE; `selfgym envs` lists them)")] = None,
+    env_arg: EnvArgOpt = None,
+    temperature: Annotated[float | None, typer.Option(
+        min=0.0, help="LLM agent sampling temperature (0: greedy)")] = None,
+    max_tokens: Annotated[int | None, typer.Option(min=1, help="LLM agent: new tokens per turn")] = None,
 ) -> None:
     """Score an agent on a split: success rate with a bootstrap 95% CI, pass@k, per family and difficulty."""
     from selfgym.run.evaluate import evaluate_tasks, split_tasks
@@ -118,17 +126,30 @@ def eval_cmd(
     if backend == "ray" and memory != "off":
         raise SelfgymError(f"--memory {memory} reads the run's store in this process; use --backend local")
     name = f"llm:{policy}" if policy else agent
-    env_kwargs = {"remote": remote} if remote else {}
+    env_kwargs = _env_args(env_arg)
+    if tasks_spec:
+        if remote:
+            raise SelfgymError("--tasks chooses the tasks of a local env; an env server plays its own (drop --remote)")
+        env_kwargs["task_source"] = _task_source(tasks_spec)
+    if remote:
+        env_kwargs["remote"] = remote
     env = selfgym.make(env_id, **env_kwargs)
     try:
         tasks = split_tasks(llm_env(env).task_source, split, n, env_id=env_id)
     finally:
         env.close()
-    player = _eval_agent(name, memory, memory_run, seed) if backend == "local" else _worker_agent(name, seed)
+    if backend == "local":
+        player = _sampled(_eval_agent(name, memory, memory_run, seed), temperature, max_tokens)
+    elif temperature is not None or max_tokens is not None:
+        raise SelfgymError("--temperature and --max-tokens apply with --backend local")
+    else:
+        player = _worker_agent(name, seed)
     store = Store(run_dir) if run_dir else None
     run_id = f"eval-{name}".replace("/", "_")
     if store:
-        store.create_run(run_id, {"env_id": env_id, "agent": name, "split": split, "n": n, "k": k, "memory": memory})
+        store.create_run(run_id, {"env_id": env_id, "agent": name, "split": split, "n": n, "k": k, "memory": memory,
+                                  "tasks": tasks_spec, "env_args": _env_args(env_arg), "temperature": temperature,
+                                  "max_tokens": max_tokens})
     make_env = lambda: selfgym.make(env_id, **env_kwargs)  # noqa: E731
     library = next((m for m in getattr(player, "memory", []) if getattr(m, "kind", "") == "skill"), None)
     if library is not None:  # the skills shown in the prompt are importable in the sandbox
@@ -157,6 +178,43 @@ def eval_cmd(
         console.print(table)
     if json_out:
         json_out.write_text(json.dumps(result.to_dict(), indent=2))
+
+
+EnvArgOpt = Annotated[list[str] | None, typer.Option(
+    "--env-arg", help="env keyword argument key=value (value read as JSON when it parses), repeatable")]
+
+
+def _env_args(items: list[str] | None) -> dict[str, Any]:
+    """``key=value`` pairs as env keyword arguments (a value that parses as JSON is that JSON)."""
+    env_args: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SelfgymError(f"--env-arg takes key=value, got {item!r}")
+        try:
+            env_args[key] = json.loads(value)
+        except ValueError:
+            env_args[key] = value
+    return env_args
+
+
+def _task_source(spec: str):
+    """``NAME`` or ``NAME:PATH`` (e.g. ``humaneval``, ``code-jsonl:tasks.jsonl``) as a task source."""
+    name, _, path = spec.partition(":")
+    if name not in selfgym.list_task_sources():
+        raise SelfgymError(f"unknown task source {name!r}; known: {', '.join(sorted(selfgym.list_task_sources()))}")
+    return selfgym.make_task_source(name, **({"path": path} if path else {}))
+
+
+def _sampled(player: Any, temperature: float | None, max_tokens: int | None) -> Any:
+    """The LLM agent with the sampling flags applied (greedy is --temperature 0)."""
+    if temperature is None and max_tokens is None:
+        return player
+    if not hasattr(player, "with_config"):
+        raise SelfgymError("--temperature and --max-tokens set an LLM agent's sampling: pass --policy or --agent llm")
+    sampling = player.config.sampling
+    changes = {k: v for k, v in (("temperature", temperature), ("max_tokens", max_tokens)) if v is not None}
+    return player.with_config(sampling=replace(sampling, **changes))
 
 
 def _eval_agent(name: str, memory: str, memory_run: Path | None, seed: int):
@@ -313,15 +371,7 @@ def serve_cmd(
     """Serve an env over OpenEnv's HTTP/WebSocket protocol (reset, step, state; sessions on /ws)."""
     from selfgym.serve import ServeConfig, serve
 
-    env_args = {}
-    for item in env_arg or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SelfgymError(f"--env-arg takes key=value, got {item!r}")
-        try:
-            env_args[key] = json.loads(value)
-        except ValueError:
-            env_args[key] = value
+    env_args = _env_args(env_arg)
     config = ServeConfig(env_id=selfgym.registry.resolve_env_id(env_id), env_args=env_args, host=host, port=port,
                          max_sessions=max_sessions, idle_timeout=idle_timeout, step_timeout=step_timeout)
     try:  # a wrong --env-arg fails here, not in every session

@@ -97,3 +97,37 @@ def test_eval_on_a_plugin_env_without_heldout_tasks_says_so(tmp_path):
     out = selfgym("eval", "acme/Echo-v0", "--agent", "random", "--split", "train", cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr
     assert "acme/Echo-v0 · train · 1 tasks x 1: success 0.000 (95% CI 0.000-0.000)" in out.stdout
+
+
+class _RecordingPolicy(FunctionPolicy):
+    """Answers every code task with ``neg``; remembers the sampling settings each request asked for."""
+
+    def __init__(self):
+        super().__init__(lambda chat: "```python\ndef neg(x):\n    return -x\n```", name="neg-writer")
+        self.asked = []
+
+    def generate(self, prompts, params):
+        self.asked.append((params.temperature, params.max_tokens))
+        return super().generate(prompts, params)
+
+
+def test_eval_on_a_chosen_task_file_with_env_args_and_sampling_flags(tmp_path):
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(
+        '{"id": "neg", "prompt": "Write neg(x).", "entry_point": "neg", "tests": ["assert neg(2) == -2"]}\n'
+        '{"id": "pos", "prompt": "Write pos(x).", "entry_point": "pos", "tests": ["assert pos(-2) == 2"]}\n')
+    policy = _RecordingPolicy()
+    with start_server(policy) as running:
+        out = selfgym("eval", "selfgym/Code-v0", "--policy", f"openai:{running.url}#neg-writer",
+                      "--tasks", f"code-jsonl:{tasks}", "--split", "train", "-n", "2",
+                      "--env-arg", "max_attempts=1", "--temperature", "0", "--max-tokens", "48",
+                      "--run-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "2 tasks x 1: success 0.500" in out.stdout, out.stdout
+    assert policy.asked and set(policy.asked) == {(0.0, 48)}
+    store = Store(tmp_path / "runs")
+    trajs = store.trajectories()
+    assert sorted(t.task_id for t in trajs) == ["neg", "pos"]
+    assert all(len(t.turns) == 1 for t in trajs), "max_attempts=1 from --env-arg ends a failed episode at once"
+    bad = selfgym("eval", "selfgym/Code-v0", "--tasks", "humaneva", cwd=tmp_path)
+    assert bad.returncode != 0 and "unknown task source 'humaneva'" in bad.stdout + bad.stderr
