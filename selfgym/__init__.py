@@ -17,8 +17,8 @@ from selfgym.errors import (
 )
 from selfgym.registry import (
     list_envs,
-    load_plugins,
     list_task_sources,
+    load_plugins,
     make,
     make_task_source,
     register_env,

@@ -130,7 +130,7 @@ def eval_cmd(
     if tasks_spec:
         if remote:
             raise SelfgymError("--tasks chooses the tasks of a local env; an env server plays its own (drop --remote)")
-        env_kwargs["task_source"] = _task_source(tasks_spec)
+        env_kwargs["task_source"] = selfgym.registry.task_source_from_spec(tasks_spec)
     if remote:
         env_kwargs["remote"] = remote
     env = selfgym.make(env_id, **env_kwargs)
@@ -196,14 +196,6 @@ def _env_args(items: list[str] | None) -> dict[str, Any]:
         except ValueError:
             env_args[key] = value
     return env_args
-
-
-def _task_source(spec: str):
-    """``NAME`` or ``NAME:PATH`` (e.g. ``humaneval``, ``code-jsonl:tasks.jsonl``) as a task source."""
-    name, _, path = spec.partition(":")
-    if name not in selfgym.list_task_sources():
-        raise SelfgymError(f"unknown task source {name!r}; known: {', '.join(sorted(selfgym.list_task_sources()))}")
-    return selfgym.make_task_source(name, **({"path": path} if path else {}))
 
 
 def _sampled(player: Any, temperature: float | None, max_tokens: int | None) -> Any:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import gymnasium
 
-from selfgym.errors import UnknownEnvError
+from selfgym.errors import ConfigError, UnknownEnvError
 
 if TYPE_CHECKING:
     from selfgym.types import TaskSource
@@ -35,6 +35,7 @@ __all__ = [
     "make_task_source",
     "register_env",
     "register_task_source",
+    "task_source_from_spec",
 ]
 
 ENV_ENTRY_POINT_GROUP = "selfgym.envs"
@@ -165,6 +166,19 @@ def make_task_source(name: str, **kwargs: Any) -> TaskSource:
         raise KeyError(f"no task source registered as {name!r}.{hint}")
     factory, _ = _TASK_SOURCES[name]
     return factory(**kwargs)
+
+
+def task_source_from_spec(spec: str) -> TaskSource:
+    """``NAME`` or ``NAME:PATH`` (``humaneval``, ``code-jsonl:tasks.jsonl``) as a task source.
+
+    Raises:
+        ConfigError: no task source is registered under NAME (the message names close ones).
+    """
+    name, _, path = spec.partition(":")
+    try:
+        return make_task_source(name, **({"path": path} if path else {}))
+    except KeyError as exc:
+        raise ConfigError(exc.args[0]) from None
 
 
 def lazy_factory(path: str) -> Callable[..., Any]:

@@ -130,4 +130,4 @@ def test_eval_on_a_chosen_task_file_with_env_args_and_sampling_flags(tmp_path):
     assert sorted(t.task_id for t in trajs) == ["neg", "pos"]
     assert all(len(t.turns) == 1 for t in trajs), "max_attempts=1 from --env-arg ends a failed episode at once"
     bad = selfgym("eval", "selfgym/Code-v0", "--tasks", "humaneva", cwd=tmp_path)
-    assert bad.returncode != 0 and "unknown task source 'humaneva'" in bad.stdout + bad.stderr
+    assert bad.returncode != 0 and "no task source registered as 'humaneva'. Did you mean humaneval" in bad.stdout + bad.stderr

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import selfgym
+
 from selfgym.agents.models import tiny_model_dir
 from selfgym.config import from_dict, load_toml
 from selfgym.errors import ConfigError
@@ -53,6 +55,23 @@ def test_two_iterations_fill_the_store(tmp_path, tiny):
     assert Path(store.checkpoints("t2")[-1]["path"]).is_dir()
     with pytest.raises(ConfigError, match="pass --resume"):
         train(config, tmp_path / "run")
+
+
+def test_heldout_evaluation_on_another_task_source(tmp_path, tiny):
+    """``eval.tasks`` scores the run on a set it never trains on (here the guess source's held-out
+    tasks, played by the run's env), and an unknown source is a config error naming close ones."""
+    text = loop_helpers.config_text("xfer", tiny, algorithm="none", iterations=1) + 'tasks = "guess"\nevery = 0\n'
+    (tmp_path / "run.toml").write_text(text)
+    result = train(load_toml(tmp_path / "run.toml", RunConfig), tmp_path / "run")
+    store = Store(tmp_path / "run")
+    guess_heldout = {t.id for t in selfgym.make_task_source("guess").tasks("heldout", limit=4)}
+    assert [set(e["metrics"]["outcomes"]) for e in store.evals("xfer")] == [guess_heldout, guess_heldout]
+    assert set(result.heldout) == {0, 1}
+    assert store.trajectories(run_id="xfer") and all(t.task_id.startswith("even/") for t in
+                                                      store.trajectories(run_id="xfer"))
+    (tmp_path / "bad.toml").write_text(text.replace('tasks = "guess"', 'tasks = "gues"'))
+    with pytest.raises(ConfigError, match="no task source registered as 'gues'. Did you mean guess"):
+        train(load_toml(tmp_path / "bad.toml", RunConfig), tmp_path / "bad")
 
 
 def test_config_errors_are_clear(tiny):

@@ -18,6 +18,7 @@ from rich.console import Console
 import selfgym
 from selfgym.config import to_dict
 from selfgym.envs.base import llm_env
+from selfgym.registry import task_source_from_spec
 from selfgym.run.curriculum import Arm, Curriculum
 from selfgym.run.loopconfig import RunConfig
 from selfgym.store import Store
@@ -65,6 +66,8 @@ class LoopRun:
     env: Any  # the run's own env instance (its task source; closed at the end)
     source: TaskSource
     make_env: Callable[[], Any]  # a fresh env per episode (skills-aware when a library is on)
+    eval_source: TaskSource  # the held-out evaluation's tasks: ``source``, or ``eval.tasks`` when set
+    make_eval_env: Callable[[], Any]  # ``make_env`` playing ``eval_source``
     curriculum: Curriculum
     policy: Any  # TransformersPolicy: the loop trains its weights in place
     agent: Any  # LLMAgent
@@ -112,7 +115,13 @@ def open_run(config: RunConfig, run_dir: Path, console: Console) -> LoopRun:
                                                         name=config.policy.model))
     reflections = ReflectionMemory(store, config.reflections, run_id=run_id)
     memory: list[Any] = [reflections] if config.reflections.enabled else []
-    make_env: Callable[[], Any] = lambda: selfgym.make(config.env.id, **config.env.kwargs)  # noqa: E731
+    eval_source = task_source_from_spec(config.eval.tasks) if config.eval.tasks else source
+
+    def env_factory(**extra: Any) -> Callable[[], Any]:
+        return lambda: selfgym.make(config.env.id, **{**config.env.kwargs, **extra})
+
+    make_env = env_factory()
+    make_eval_env = env_factory(task_source=eval_source) if config.eval.tasks else make_env
     skills: Any = None
     if config.skills.mode != "off":
         from selfgym.skills import SkillLibrary, skills_env_factory
@@ -120,6 +129,7 @@ def open_run(config: RunConfig, run_dir: Path, console: Console) -> LoopRun:
         skills = SkillLibrary(store, config.skills, run_id=run_id)
         memory.append(skills)
         make_env = skills_env_factory(make_env, skills)
+        make_eval_env = skills_env_factory(make_eval_env, skills)
     teacher: Any = None
     if config.teacher.enabled:
         from selfgym.agents.factory import make_policy
@@ -131,6 +141,7 @@ def open_run(config: RunConfig, run_dir: Path, console: Console) -> LoopRun:
     writer = ReflectionWriter(Reflector(policy, config.reflections), reflections) \
         if config.reflections.enabled else None
     return LoopRun(config=config, run_dir=run_dir, run_id=run_id, store=store, out=LoopConsole(console), env=env,
-                   source=source, make_env=make_env, curriculum=curriculum, policy=policy,
+                   source=source, make_env=make_env, eval_source=eval_source, make_eval_env=make_eval_env,
+                   curriculum=curriculum, policy=policy,
                    agent=LLMAgent(policy, config.agent, memory=memory), reflections=reflections, writer=writer,
                    skills=skills, teacher=teacher, checkpoint_id=checkpoints[-1]["id"] if checkpoints else None)

@@ -108,6 +108,9 @@ class EvalSection:
     difficulties: list[float] = field(
         default_factory=list, metadata={"help": "only held-out tasks at these difficulty levels (empty: all levels)"})
     split: Literal["heldout", "train", "generated"] = field(default="heldout", metadata={"help": "split scored"})
+    tasks: str = field(default="", metadata={
+        "help": "task source scored instead of the env's own: NAME or NAME:PATH (e.g. humaneval, for transfer); "
+                "its tasks are also kept out of the teacher's proposals"})
     memory: bool = field(default=True, metadata={"help": "the evaluated agent reads memory (reflections, skills)"})
     temperature: float | None = field(
         default=0.0, metadata={"help": "sampling temperature of the evaluated agent (0: greedy; unset: the agent's)"})

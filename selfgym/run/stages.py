@@ -111,6 +111,8 @@ def teach(run: LoopRun, iteration: int) -> Metrics:
                 if not t.success and not t.aborted]
     known = {t.id: t for t in run.store.tasks() if t.split != "heldout"}
     heldout = eval_tasks(run.source, "heldout", max(run.config.eval.n_tasks, 200), run.config.env.families, [])
+    if run.config.eval.tasks:  # the transfer set stays out of the teacher's tasks too
+        heldout += list(run.eval_source.tasks(run.config.eval.split))
     teach_config = run.config.teacher
     with run.out.busy(f"teacher: proposing from {len(failures)} failures"):
         sandbox = run.teacher.sandbox_spec
@@ -263,12 +265,13 @@ def evaluate_heldout(run: LoopRun, iteration: int) -> float:
     if stored:
         return float(stored[0]["metrics"]["success_rate"])
     start = time.perf_counter()
-    tasks = eval_tasks(run.source, ev.split, ev.n_tasks, run.config.env.families, ev.difficulties)
+    families = [] if ev.tasks else run.config.env.families  # another source's families are its own
+    tasks = eval_tasks(run.eval_source, ev.split, ev.n_tasks, families, ev.difficulties)
     agent = run.agent if ev.memory else run.agent.with_memory([])
     if ev.temperature is not None:
         agent = agent.with_config(sampling=replace(agent.config.sampling, temperature=ev.temperature))
     scores, result = evaluate_tasks(
-        run.make_env, agent, tasks, k=ev.k,
+        run.make_eval_env, agent, tasks, k=ev.k,
         seed=derive_seed(run.config.seed, "eval", iteration), max_concurrent=run.config.rollout.max_concurrent,
         progress=run.out.interactive, rollouts=rollout_backend(run), run_id=f"{run.run_id}/eval", iteration=iteration,
         policy_id=run.policy_id)
