@@ -62,3 +62,25 @@ def test_report_renders_in_chromium_with_its_plots(run_dir, tmp_path):
         assert "Before / after" in page.inner_text("body")
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         browser.close()
+
+
+def test_report_polish_whole_iterations_components_off_config_table(tmp_path):
+    """Iteration axes tick at whole iterations, a component the config switched off gets no (empty)
+    plot but a line saying so, and the config reads as section.key rows, not a JSON dump."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from selfgym.run import report
+
+    store = Store(tmp_path)
+    store.create_run("r", {"reflections": {"enabled": False}, "trainer": {"algorithm": "rft", "window": 2}})
+    for iteration in (0, 1):
+        store.log_metrics("r", iteration, {"train/success": 0.5, "reflections/total": 0.0, "time/rollout_s": 1.0})
+    store.close()
+    text = write_report(tmp_path).read_text()
+    assert not (tmp_path / "report" / "reflections.png").exists() and "id='plot-reflections'" not in text
+    assert "Off in this run (no plot): Reflections (reflections.enabled = false)" in text
+    assert "<tr><th>trainer.window</th><td><code>2</code></td></tr>" in text and "<pre>" not in text
+    fig = report._panel_plot("t", "y", {"train/success": [(0, 0.5), (1, 0.5)]})
+    ticks = [t for t in fig.axes[0].get_xticks() if 0 <= t <= 1]
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks

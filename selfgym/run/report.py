@@ -66,8 +66,30 @@ def _heldout_plot(evals: list[dict[str, Any]]) -> Any | None:
         ax.plot(xs, ys, marker="o", label=label)
         ax.fill_between(xs, lo, hi, alpha=0.2)
     ax.set(xlabel="iteration", ylabel="success rate", ylim=(-0.02, 1.02), title="Held-out success (95% CI)")
+    _whole_iterations(ax)
     ax.legend(fontsize=8)
     return fig
+
+
+def _components_off(config: dict[str, Any]) -> dict[str, str]:
+    """The panels of the loop's components a run's config switched off (stem -> why), not drawn."""
+    off = {}
+    if config.get("reflections", {}).get("enabled") is False:
+        off["reflections"] = "reflections.enabled = false"
+    if config.get("teacher", {}).get("enabled") is False:
+        off["teacher"] = "teacher.enabled = false"
+    if config.get("skills", {}).get("mode") == "off":
+        off["skills"] = 'skills.mode = "off"'
+    if config.get("trainer", {}).get("algorithm") == "none":
+        off["losses"] = 'trainer.algorithm = "none"'
+    return off
+
+
+def _whole_iterations(ax: Any) -> None:
+    """Ticks at whole iterations only (a two-iteration run has no iteration 0.25)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _panel_plot(title: str, ylabel: str, series: dict[str, list[tuple[int, float]]]) -> Any:
@@ -77,6 +99,7 @@ def _panel_plot(title: str, ylabel: str, series: dict[str, list[tuple[int, float
     for key, points in sorted(series.items()):
         ax.plot([p[0] for p in points], [p[1] for p in points], marker=".", label=key)
     ax.set(xlabel="iteration", ylabel=ylabel, title=title)
+    _whole_iterations(ax)
     if len(series) <= 12:
         ax.legend(fontsize=7)
     return fig
@@ -121,6 +144,7 @@ def write_report(run_dir: str | Path, run_id: str | None = None, *, tensorboard:
     out.mkdir(parents=True, exist_ok=True)
     series = _series(store, run_id)
     evals = store.evals(run_id)
+    off = _components_off((store.run(run_id) or {}).get("config", {}))
     figures: list[tuple[str, str, bytes]] = []
     held = _heldout_plot(evals)
     if held is not None:
@@ -128,21 +152,22 @@ def write_report(run_dir: str | Path, run_id: str | None = None, *, tensorboard:
         plt.close(held)
     for stem, title, prefixes, ylabel in PANELS:
         chosen = {k: v for k, v in series.items() if k.startswith(prefixes)}
-        if chosen:
+        if chosen and stem not in off:
             fig = _panel_plot(title, ylabel, chosen)
             figures.append((stem, title, figure_png(fig)))
             plt.close(fig)
     for stem, _, png in figures:
         (out / f"{stem}.png").write_bytes(png)
     html_path = out / "index.html"
-    html_path.write_text(_html(run_id, store, evals, figures), encoding="utf-8")
+    html_path.write_text(_html(run_id, store, evals, figures, off), encoding="utf-8")
     if tensorboard:
         _write_tensorboard(out / "tensorboard", series, evals)
     store.close()
     return html_path
 
 
-def _html(run_id: str, store: Store, evals: list[dict[str, Any]], figures: list[tuple[str, str, bytes]]) -> str:
+def _html(run_id: str, store: Store, evals: list[dict[str, Any]], figures: list[tuple[str, str, bytes]],
+          off: dict[str, str]) -> str:
     run = store.run(run_id) or {}
     n_traj = store.count_trajectories(run_id=run_id)
     n_ok = store.count_trajectories(run_id=run_id, success=True)
@@ -166,12 +191,30 @@ def _html(run_id: str, store: Store, evals: list[dict[str, Any]], figures: list[
         data = base64.b64encode(png).decode()
         parts.append(f"<h2>{esc(title)}</h2><img id='plot-{stem}' alt='{esc(title)}' "
                      f"src='data:image/png;base64,{data}'>")
+    if off:
+        titles = {stem: title for stem, title, _, _ in PANELS}
+        parts.append("<p id='off'>Off in this run (no plot): " + "; ".join(
+            f"{esc(titles[stem])} ({esc(why)})" for stem, why in off.items()) + ".</p>")
     if run.get("config"):
-        import json
-
-        parts.append(f"<h2>Config</h2><pre>{esc(json.dumps(run['config'], indent=2))}</pre>")
+        parts.append("<h2>Config</h2><table>")
+        parts += [f"<tr><th>{esc(key)}</th><td><code>{esc(value)}</code></td></tr>"
+                  for key, value in _flat(run["config"])]
+        parts.append("</table>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """A nested config as ``section.key`` rows, values as TOML would spell them."""
+    import json
+
+    rows: list[tuple[str, str]] = []
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            rows += _flat(value, f"{prefix}{key}.")
+        else:
+            rows.append((f"{prefix}{key}", json.dumps(value)))
+    return rows
 
 
 def _write_tensorboard(folder: Path, series: dict[str, list[tuple[int, float]]], evals: list[dict[str, Any]]) -> None:
