@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 import selfgym
-
 from selfgym.agents.models import tiny_model_dir
 from selfgym.config import from_dict, load_toml
 from selfgym.errors import ConfigError
