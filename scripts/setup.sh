@@ -26,7 +26,7 @@ fi
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
 # The CPU wheel first: a later range that 2.13.0 satisfies then installs no CUDA build.
 pip install "$TORCH_CPU"
-pip install -c constraints.txt -e ".[dev,web,docker,serve,openenv]"
+pip install -c constraints.txt -e ".[dev,web,docker,serve,openenv,ray]"
 # Trainer interop extras, each only where it resolves against the tested set (see docs/decisions.md).
 for extra in skyrl; do
     if pip install --dry-run -c constraints.txt -e ".[$extra]" >/dev/null 2>&1; then
