@@ -301,6 +301,14 @@ class Store:
         sql = f"SELECT t.task_id, COUNT(*) AS n FROM trajectories t WHERE {where} GROUP BY t.task_id"
         return Counter({row["task_id"]: int(row["n"]) for row in self._all(sql, params)})
 
+    def attempts_by_task(self, **filters: Any) -> dict[str, set[int]]:
+        """The attempt numbers each task has among the trajectories matching the filters."""
+        where, params = self._trajectory_where(**filters)
+        attempts: dict[str, set[int]] = {}
+        for row in self._all(f"SELECT t.task_id, t.attempt FROM trajectories t WHERE {where}", params):
+            attempts.setdefault(row["task_id"], set()).add(int(row["attempt"]))
+        return attempts
+
     @staticmethod
     def _trajectory_where(
         *, run_id: str | None = None, task_id: str | None = None, iteration: int | None = None,

@@ -73,6 +73,33 @@ def test_heldout_evaluation_on_another_task_source(tmp_path, tiny):
         train(load_toml(tmp_path / "bad.toml", RunConfig), tmp_path / "bad")
 
 
+def test_resume_fills_a_gap_in_a_tasks_attempts(tmp_path, tiny):
+    """Episodes end in any order: a kill can leave a task's attempt 1 stored without its attempt 0.
+    The rollout stage then plays attempt 0 only: nothing lost, nothing duplicated."""
+    import sqlite3
+
+    from rich.console import Console
+
+    from selfgym.run import stages
+    from selfgym.run.assemble import open_run
+
+    (tmp_path / "run.toml").write_text(loop_helpers.config_text("gap", tiny, algorithm="none", iterations=1))
+    run = open_run(load_toml(tmp_path / "run.toml", RunConfig), tmp_path / "run", Console(quiet=True))
+    tasks = [task for _, task in stages.choose_tasks(run, 0)]
+    stages.play_rollouts(run, 0, tasks[:1])
+    db = sqlite3.connect(run.store.path)
+    with db:
+        (gone,) = db.execute("SELECT id FROM trajectories WHERE task_id=? AND attempt=0", (tasks[0].id,)).fetchone()
+        db.execute("DELETE FROM turns WHERE trajectory_id=?", (gone,))
+        db.execute("DELETE FROM trajectories WHERE id=?", (gone,))
+    db.close()
+    stages.play_rollouts(run, 0, tasks)
+    attempts = run.store.attempts_by_task(run_id="gap", iteration=0, include_aborted=True)
+    assert attempts == {task.id: {0, 1} for task in tasks}
+    assert set(run.store.count_by_task(run_id="gap", iteration=0, include_aborted=True).values()) == {2}
+    run.env.close()
+
+
 def test_config_errors_are_clear(tiny):
     with pytest.raises(ConfigError, match="group_size >= 2"):
         from_dict(RunConfig, {"name": "x", "trainer": {"algorithm": "grpo"}, "rollout": {"group_size": 1}})

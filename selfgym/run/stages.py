@@ -9,6 +9,7 @@ returns the metrics it logs; ``selfgym.run.loop.run_iteration`` sequences them.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -131,22 +132,23 @@ def teach(run: LoopRun, iteration: int) -> Metrics:
 
 
 def play_rollouts(run: LoopRun, iteration: int, tasks: list[Task]) -> Metrics:
-    """Run the attempts of this iteration that the store does not hold yet (each task's group is
-    completed from its first missing attempt, so a resumed group keeps its seeds)."""
+    """Run the attempts of this iteration that the store does not hold yet: each task's missing
+    attempt numbers, in runs of consecutive ones (an episode that ended before an earlier attempt of
+    its task, then a kill, leaves a gap that is filled, never a duplicate)."""
     group = run.config.rollout.group_size
-    done = run.store.count_by_task(run_id=run.run_id, iteration=iteration, include_aborted=True)
-    missing: dict[int, list[Task]] = {}
+    stored = run.store.attempts_by_task(run_id=run.run_id, iteration=iteration, include_aborted=True)
+    missing: dict[tuple[int, int], list[Task]] = {}  # (first attempt, how many) -> tasks
     unique = {task.id: task for task in tasks}  # a task drawn twice is one group
     for task in unique.values():
-        if done[task.id] < group:
-            missing.setdefault(done[task.id], []).append(task)
+        for first, count in _consecutive(a for a in range(group) if a not in stored.get(task.id, set())):
+            missing.setdefault((first, count), []).append(task)
     tokens, wall, steps = 0, 0.0, 0
     before = run.policy.stats() if isinstance(run.policy, MeteredPolicy) else None
     rollouts = rollout_backend(run)  # in-process, or Ray workers ([rollout] backend)
-    for first_attempt, chunk in sorted(missing.items()):
+    for (first_attempt, count), chunk in sorted(missing.items()):
         result = rollouts(
             run.make_env, run.agent, chunk,
-            RolloutConfig(group_size=group - first_attempt, max_concurrent=run.config.rollout.max_concurrent,
+            RolloutConfig(group_size=count, max_concurrent=run.config.rollout.max_concurrent,
                           seed=derive_seed(run.config.seed, "rollout", iteration, first_attempt),
                           progress=run.out.interactive),
             store=run.store, on_step_end=run.writer, first_attempt=first_attempt,
@@ -166,6 +168,17 @@ def play_rollouts(run: LoopRun, iteration: int, tasks: list[Task]) -> Metrics:
         if wall > 0:
             metrics["rollout/prefilled_tok_per_s"] = spent.prefilled_tokens / wall
     return metrics | _gpu_memory()
+
+
+def _consecutive(numbers: Iterable[int]) -> list[tuple[int, int]]:
+    """Ascending numbers as (first, count) runs: 0 1 3 4 5 -> (0, 2), (3, 3)."""
+    runs: list[tuple[int, int]] = []
+    for n in numbers:
+        if runs and runs[-1][0] + runs[-1][1] == n:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((n, 1))
+    return runs
 
 
 def throughput(metrics: Metrics) -> str:
