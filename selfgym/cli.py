@@ -44,11 +44,15 @@ def _agent_factory(name: str, seed: int):
 
 @app.command("envs")
 def envs_cmd() -> None:
-    """List the registered environments."""
+    """List the registered environments and task sources (for `selfgym eval --tasks`)."""
     table = Table("id", "turn budget", "description", "from", box=None, header_style="bold")
     for info in selfgym.list_envs():
         table.add_row(info.id, str(info.max_episode_steps or "-"), info.description, info.plugin or "selfgym")
     console.print(table)
+    sources = Table("task source", "description", box=None, header_style="bold")
+    for name, description in sorted(selfgym.list_task_sources().items()):
+        sources.add_row(name, description)
+    console.print(sources)
 
 
 @app.command("run")

@@ -13,6 +13,7 @@ def selfgym(*args, cwd=None):
 def test_envs_lists_the_registry():
     out = selfgym("envs")
     assert out.returncode == 0 and "selfgym/Guess-v0" in out.stdout and "higher/lower" in out.stdout
+    assert "task source" in out.stdout and "humaneval" in out.stdout and "code-jsonl" in out.stdout
 
 
 def test_run_plays_stores_and_export_reads_back(tmp_path):
