@@ -62,7 +62,13 @@ def make_accelerator(precision: Precision) -> Accelerator:
     Gradient accumulation is done by the trainers themselves (the loss is normalised by the agent
     tokens of the whole optimizer batch), so the accelerator only places, wraps and autocasts.
     """
-    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="bf16" if use_bf16(precision) else "no")
+    from accelerate.state import AcceleratorState
+
+    mixed_precision = "bf16" if use_bf16(precision) else "no"
+    shared = AcceleratorState._shared_state  # process-wide: another trainer (TRL's) may have set it
+    if shared and shared.get("_mixed_precision") != mixed_precision and not torch.distributed.is_initialized():
+        AcceleratorState._reset_state()  # one process, no process group: safe to set up again
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision)
 
 
 def _base(model: Any) -> Any:
