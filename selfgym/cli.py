@@ -130,7 +130,8 @@ def eval_cmd(
     if backend == "ray" and memory != "off":
         raise SelfgymError(f"--memory {memory} reads the run's store in this process; use --backend local")
     name = f"llm:{policy}" if policy else agent
-    env_kwargs = _env_args(env_arg)
+    env_args = _env_args(env_arg)
+    env_kwargs = dict(env_args)
     if tasks_spec:
         if remote:
             raise SelfgymError("--tasks chooses the tasks of a local env; an env server plays its own (drop --remote)")
@@ -152,7 +153,7 @@ def eval_cmd(
     run_id = f"eval-{name}".replace("/", "_")
     if store:
         store.create_run(run_id, {"env_id": env_id, "agent": name, "split": split, "n": n, "k": k, "memory": memory,
-                                  "tasks": tasks_spec, "env_args": _env_args(env_arg), "temperature": temperature,
+                                  "tasks": tasks_spec, "env_args": env_args, "temperature": temperature,
                                   "max_tokens": max_tokens})
     make_env = lambda: selfgym.make(env_id, **env_kwargs)  # noqa: E731
     library = next((m for m in getattr(player, "memory", []) if getattr(m, "kind", "") == "skill"), None)
