@@ -391,11 +391,20 @@ class Store:
                 f"run {run_id!r} in {self.path} has a {split} evaluation of iteration {iteration} already; another "
                 "process is writing this run: stop one of them and continue with --resume") from exc
 
-    def evals(self, run_id: str) -> list[dict[str, Any]]:
+    def evals(self, run_id: str, *, transfer: bool | None = False) -> list[dict[str, Any]]:
+        """A run's evaluations, oldest first.
+
+        Args:
+            transfer: False (default) the held-out evaluations; True only the transfer evaluations
+                (split ``transfer:<name>``); None both.
+        """
+        sql = "SELECT * FROM eval_results WHERE run_id=?"
+        if transfer is not None:
+            sql += " AND split " + ("LIKE" if transfer else "NOT LIKE") + " 'transfer:%'"
         return [{"run_id": r["run_id"], "checkpoint_id": r["checkpoint_id"], "env_id": r["env_id"],
                  "split": r["split"], "iteration": r["iteration"], "created_at": r["created_at"],
                  "metrics": json.loads(r["metrics"])}
-                for r in self._all("SELECT * FROM eval_results WHERE run_id=? ORDER BY id", (run_id,))]
+                for r in self._all(sql + " ORDER BY id", (run_id,))]
 
     # ------------------------------------------------------------------ metrics and loop state
     def log_metrics(self, run_id: str, iteration: int, values: dict[str, float]) -> None:

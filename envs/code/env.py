@@ -199,7 +199,7 @@ class CodeEnv(LLMEnv):
         verdict = self.last_verdict = verify(self.sandbox, action.code, self.task.payload, self.config.verifier,
                                              files=self.extra_files)
         info = {"attempt": self.attempts, "tests_passed": verdict.n_passed, "tests_total": verdict.n_tests,
-                "problem": verdict.problem_kind}
+                "problem": verdict.problem_kind, "turn_info": {"attempt": self.attempts}}
         if verdict.passed:
             return StepResult(observation=format_feedback(verdict), reward=1.0, terminated=True, success=True, info=info)
         left = self.config.max_attempts - self.attempts

@@ -68,6 +68,7 @@ class LoopRun:
     make_env: Callable[[], Any]  # a fresh env per episode (skills-aware when a library is on)
     eval_source: TaskSource  # the held-out evaluation's tasks: ``source``, or ``eval.tasks`` when set
     make_eval_env: Callable[[], Any]  # ``make_env`` playing ``eval_source``
+    env_with: Callable[..., Callable[[], Any]]  # ``make_env`` with extra env kwargs (transfer evaluations)
     curriculum: Curriculum
     policy: Any  # TransformersPolicy: the loop trains its weights in place
     agent: Any  # LLMAgent
@@ -130,6 +131,14 @@ def open_run(config: RunConfig, run_dir: Path, console: Console) -> LoopRun:
         memory.append(skills)
         make_env = skills_env_factory(make_env, skills)
         make_eval_env = skills_env_factory(make_eval_env, skills)
+
+    def env_with(**extra: Any) -> Callable[[], Any]:
+        if skills is None:
+            return env_factory(**extra)
+        from selfgym.skills import skills_env_factory
+
+        return skills_env_factory(env_factory(**extra), skills)
+
     teacher: Any = None
     if config.teacher.enabled:
         from selfgym.agents.factory import make_policy
@@ -142,6 +151,6 @@ def open_run(config: RunConfig, run_dir: Path, console: Console) -> LoopRun:
         if config.reflections.enabled else None
     return LoopRun(config=config, run_dir=run_dir, run_id=run_id, store=store, out=LoopConsole(console), env=env,
                    source=source, make_env=make_env, eval_source=eval_source, make_eval_env=make_eval_env,
-                   curriculum=curriculum, policy=policy,
+                   env_with=env_with, curriculum=curriculum, policy=policy,
                    agent=LLMAgent(policy, config.agent, memory=memory), reflections=reflections, writer=writer,
                    skills=skills, teacher=teacher, checkpoint_id=checkpoints[-1]["id"] if checkpoints else None)

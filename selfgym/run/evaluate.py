@@ -15,7 +15,8 @@ from selfgym.run.episode import run_episode
 from selfgym.stats import bootstrap_ci, pass_at_k
 from selfgym.types import SPLITS, Task, Trajectory
 
-__all__ = ["EvalResult", "evaluate", "evaluate_tasks", "split_tasks", "summarise"]
+__all__ = ["EvalResult", "evaluate", "evaluate_tasks", "first_attempt", "first_attempt_scores", "split_tasks",
+           "summarise"]
 
 
 @dataclass
@@ -70,6 +71,23 @@ def summarise(trajectories: Iterable[Trajectory], tasks: dict[str, Task], k: int
         by_difficulty={d: _scores(g, k) for d, g in sorted(by_difficulty.items())},
         outcomes=dict(outcomes),
     )
+
+
+def first_attempt(traj: Trajectory) -> bool:
+    """Whether the episode succeeded on its first submission: it succeeded and no turn was a later
+    attempt (envs that count attempts put ``attempt`` in the step info; others have one answer)."""
+    return traj.success and all(int(turn.info.get("attempt", 1)) <= 1 for turn in traj.turns)
+
+
+def first_attempt_scores(trajectories: Iterable[Trajectory]) -> dict[str, Any]:
+    """First-attempt success over the non-aborted episodes: rate, 95% CI, per-task outcomes."""
+    outcomes: dict[str, list[bool]] = defaultdict(list)
+    for traj in trajectories:
+        if not traj.aborted:
+            outcomes[traj.task_id].append(first_attempt(traj))
+    flat = [float(o) for outs in outcomes.values() for o in outs]
+    return {"success_rate": sum(flat) / len(flat) if flat else float("nan"), "ci95": bootstrap_ci(flat),
+            "outcomes": dict(outcomes)}
 
 
 def split_tasks(source: Any, split: str, n_tasks: int, *, env_id: str = "") -> list[Task]:

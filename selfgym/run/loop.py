@@ -141,11 +141,14 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, console: Console,
     if config.eval.before and start_it == 0:
         result.heldout[0] = stages.evaluate_heldout(run, 0)
         run.out.line(f"iteration 0 (before training): held-out success {result.heldout[0]:.3f}")
+        stages.evaluate_transfer(run, 0)
     for it in range(start_it, config.iterations):
         metrics = run_iteration(run, it)
         last = it + 1 == config.iterations
         if (config.eval.every and (it + 1) % config.eval.every == 0) or last:
             result.heldout[it + 1] = stages.evaluate_heldout(run, it + 1)
+        if last:
+            stages.evaluate_transfer(run, it + 1)
         run.store.set_state(run.run_id, "curriculum", run.curriculum.state_dict())
         run.store.set_state(run.run_id, "iteration", it + 1)
         result.iterations = it + 1

@@ -20,7 +20,8 @@ from selfgym.trainers.dpo import DPOConfig
 from selfgym.trainers.grpo import GRPOConfig
 from selfgym.trainers.rft import RFTConfig
 
-__all__ = ["EnvSection", "EvalSection", "PolicySection", "RolloutSection", "RunConfig", "TrainerSection"]
+__all__ = ["EnvSection", "EvalSection", "PolicySection", "RolloutSection", "RunConfig", "TrainerSection",
+           "TransferEval"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,6 +98,34 @@ class TrainerSection:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TransferEval:
+    """A task set the run never trains on, scored before training and after the last iteration.
+
+    Each task is played greedily with ``max_attempts`` submissions (test feedback between them,
+    where the env has it); the evaluation reports first-attempt success and success within
+    ``max_attempts``, each with a 95% CI, and keeps per-task outcomes for paired comparisons.
+    """
+
+    name: str = field(metadata={"help": "label in the report and the store (split 'transfer:<name>')"})
+    tasks: str = field(default="", metadata={
+        "help": "task source NAME or NAME:PATH (e.g. humaneval); empty: the env's own source"})
+    families: list[str] = field(default_factory=list, metadata={
+        "help": "only held-out tasks of these families (e.g. families left out of env.families)"})
+    difficulties: list[float] = field(default_factory=list, metadata={"help": "only tasks at these levels"})
+    split: Literal["heldout", "train", "generated"] = field(default="heldout", metadata={"help": "split scored"})
+    n_tasks: int = field(default=164, metadata={"help": "tasks (the source's fixed order)"})
+    max_attempts: int | None = field(default=None, metadata={
+        "help": "submissions per task, passed to the env as max_attempts (Code-v0: 3 is the usual self-debug "
+                "budget); success within them is reported beside the first; unset: the env's setting"})
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name:
+            raise ConfigError(f"eval.transfer name must be non-empty without '/', got {self.name!r}")
+        if self.n_tasks < 1 or (self.max_attempts is not None and self.max_attempts < 1):
+            raise ConfigError(f"eval.transfer {self.name!r}: n_tasks and max_attempts must be >= 1")
+
+
+@dataclass(frozen=True, kw_only=True)
 class EvalSection:
     """Held-out evaluation during the run."""
 
@@ -114,12 +143,18 @@ class EvalSection:
     memory: bool = field(default=True, metadata={"help": "the evaluated agent reads memory (reflections, skills)"})
     temperature: float | None = field(
         default=0.0, metadata={"help": "sampling temperature of the evaluated agent (0: greedy; unset: the agent's)"})
+    transfer: list[TransferEval] = field(default_factory=list, metadata={
+        "help": "task sets never trained on ([[eval.transfer]] tables), scored before and after: first-attempt "
+                "success and success within max_attempts"})
 
     def __post_init__(self) -> None:
         if self.every < 0 or self.n_tasks < 1 or self.k < 1:
             raise ConfigError("eval.every must be >= 0, eval.n_tasks and eval.k >= 1")
         if self.k > 1 and self.temperature == 0:
             raise ConfigError("eval.k > 1 with eval.temperature = 0 repeats one greedy answer; set a temperature > 0")
+        names = [t.name for t in self.transfer]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"eval.transfer names must differ, got {names}")
 
 
 @dataclass(frozen=True, kw_only=True)

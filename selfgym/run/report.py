@@ -15,9 +15,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from selfgym.stats import bootstrap_ci
 from selfgym.store import Store
 
-__all__ = ["PANELS", "figure_png", "write_report"]
+__all__ = ["PANELS", "figure_png", "paired", "transfer_summary", "write_report"]
 
 # (file stem, title, metric prefixes, y label)
 PANELS: list[tuple[str, str, tuple[str, ...], str]] = [
@@ -166,6 +169,62 @@ def write_report(run_dir: str | Path, run_id: str | None = None, *, tensorboard:
     return html_path
 
 
+def paired(before: dict[str, list[bool]], after: dict[str, list[bool]]) -> tuple[float | None, Any, int]:
+    """Mean per-task change from ``before`` to ``after`` over their common tasks, its bootstrap 95% CI,
+    and the number of tasks paired."""
+    common = sorted(set(before) & set(after))
+    diffs = [float(np.mean(after[t])) - float(np.mean(before[t])) for t in common]
+    if not diffs:
+        return None, None, 0
+    return float(np.mean(diffs)), bootstrap_ci(diffs), len(common)
+
+
+def transfer_summary(transfer_evals: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per transfer set: first-attempt success and success within ``max_attempts``, first and last
+    evaluation with their CIs, and the paired change between them."""
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for e in sorted(transfer_evals, key=lambda e: e["iteration"] if e["iteration"] is not None else -1):
+        by_name.setdefault(e["split"].removeprefix("transfer:"), []).append(e)
+    rows = []
+    for name, found in by_name.items():
+        first, last = found[0], found[-1]
+        row: dict[str, Any] = {"name": name, "n_tasks": last["metrics"]["n_tasks"],
+                               "max_attempts": last["metrics"].get("max_attempts", 1),
+                               "before_iteration": first["iteration"], "after_iteration": last["iteration"]}
+        for key, pick in (("first", lambda m: m["first_attempt"]), ("within", lambda m: m)):
+            b, a = pick(first["metrics"]), pick(last["metrics"])
+            change, ci, n = paired(b["outcomes"], a["outcomes"]) if last is not first else (None, None, 0)
+            row[key] = {"before": b["success_rate"], "before_ci95": b["ci95"], "after": a["success_rate"],
+                        "after_ci95": a["ci95"], "change": change, "change_ci95": ci, "paired_tasks": n,
+                        "before_solved": sum(any(o) for o in b["outcomes"].values()),
+                        "after_solved": sum(any(o) for o in a["outcomes"].values())}
+        rows.append(row)
+    return rows
+
+
+def _transfer_html(rows: list[dict[str, Any]]) -> list[str]:
+    esc = html.escape
+    parts = ["<h2>Transfer (task sets never trained on)</h2><table id='transfer'><tr><th>set</th><th>tasks</th>"
+             "<th>measure</th><th>before [95% CI]</th><th>after [95% CI]</th><th>paired change [95% CI]</th></tr>"]
+    for row in rows:
+        for key, label in (("first", "first attempt"), ("within", f"within {row['max_attempts']} attempts")):
+            m = row[key]
+            parts.append(
+                f"<tr><td>{esc(row['name'])}</td><td>{row['n_tasks']}</td><td>{label}</td>"
+                f"<td>{_fmt(m['before'], m['before_ci95'])} ({m['before_solved']})</td>"
+                f"<td>{_fmt(m['after'], m['after_ci95'])} ({m['after_solved']})</td>"
+                f"<td>{_fmt(m['change'], m['change_ci95'], '+')}</td></tr>")
+    parts.append("</table><p>In brackets after a rate: tasks solved. Before: the evaluation before training; "
+                 "after: the one after the last iteration, on the same tasks.</p>")
+    return parts
+
+
+def _fmt(value: float | None, ci: Any = None, sign: str = "") -> str:
+    if value is None:
+        return "-"
+    return f"{value:{sign}.3f}" + (f" [{ci[0]:{sign}.3f}, {ci[1]:{sign}.3f}]" if ci else "")
+
+
 def _html(run_id: str, store: Store, evals: list[dict[str, Any]], figures: list[tuple[str, str, bytes]],
           off: dict[str, str]) -> str:
     run = store.run(run_id) or {}
@@ -187,6 +246,9 @@ def _html(run_id: str, store: Store, evals: list[dict[str, Any]], figures: list[
                      "<tr><th>group</th><th>first</th><th>last</th><th>change</th></tr>")
         parts += [f"<tr><td>{esc(a)}</td><td>{b}</td><td>{c}</td><td>{d}</td></tr>" for a, b, c, d in rows]
         parts.append("</table>")
+    transfer = transfer_summary(store.evals(run_id, transfer=True))
+    if transfer:
+        parts += _transfer_html(transfer)
     for stem, title, png in figures:
         data = base64.b64encode(png).decode()
         parts.append(f"<h2>{esc(title)}</h2><img id='plot-{stem}' alt='{esc(title)}' "

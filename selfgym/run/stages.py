@@ -17,17 +17,18 @@ import numpy as np
 
 from selfgym.agents.policy import MeteredPolicy
 from selfgym.errors import ConfigError
+from selfgym.registry import task_source_from_spec
 from selfgym.run.assemble import LoopRun
 from selfgym.run.curriculum import Arm
 from selfgym.run.distributed import rollout_backend
-from selfgym.run.evaluate import evaluate_tasks
+from selfgym.run.evaluate import evaluate_tasks, first_attempt_scores
 from selfgym.run.passrates import rollout_pass_rates
 from selfgym.run.rollout import RolloutConfig
 from selfgym.seeds import derive_seed
 from selfgym.types import Split, Task, TaskSource, Trajectory
 
 __all__ = ["add_generated_arms", "throughput", "choose_tasks", "curate_skills", "eval_tasks", "evaluate_heldout",
-           "play_rollouts", "teach", "train_policy", "update_curriculum"]
+           "evaluate_transfer", "play_rollouts", "teach", "train_policy", "update_curriculum"]
 
 Metrics = dict[str, float]
 
@@ -280,11 +281,8 @@ def evaluate_heldout(run: LoopRun, iteration: int) -> float:
     start = time.perf_counter()
     families = [] if ev.tasks else run.config.env.families  # another source's families are its own
     tasks = eval_tasks(run.eval_source, ev.split, ev.n_tasks, families, ev.difficulties)
-    agent = run.agent if ev.memory else run.agent.with_memory([])
-    if ev.temperature is not None:
-        agent = agent.with_config(sampling=replace(agent.config.sampling, temperature=ev.temperature))
     scores, result = evaluate_tasks(
-        run.make_eval_env, agent, tasks, k=ev.k,
+        run.make_eval_env, _eval_agent(run), tasks, k=ev.k,
         seed=derive_seed(run.config.seed, "eval", iteration), max_concurrent=run.config.rollout.max_concurrent,
         progress=run.out.interactive, rollouts=rollout_backend(run), run_id=f"{run.run_id}/eval", iteration=iteration,
         policy_id=run.policy_id)
@@ -296,3 +294,63 @@ def evaluate_heldout(run: LoopRun, iteration: int) -> float:
     run.out.stage(f"held-out eval: {scores.n_tasks} tasks x {ev.k}, success {scores.success_rate:.3f} "
                   f"[{scores.ci95[0]:.3f}, {scores.ci95[1]:.3f}], {seconds:.1f}s")
     return scores.success_rate
+
+
+def _eval_agent(run: LoopRun) -> Any:
+    """The agent the evaluations score: with or without memory, at the eval temperature."""
+    ev = run.config.eval
+    agent = run.agent if ev.memory else run.agent.with_memory([])
+    if ev.temperature is not None:
+        agent = agent.with_config(sampling=replace(agent.config.sampling, temperature=ev.temperature))
+    return agent
+
+
+def evaluate_transfer(run: LoopRun, iteration: int) -> Metrics:
+    """Score each ``eval.transfer`` set with the current weights, stored as split ``transfer:<name>``
+    with ``iteration`` (a stored one is not repeated after a resume).
+
+    Each task gets one episode of ``max_attempts`` submissions; the metrics hold success within
+    them (``success_rate``, ``ci95``, ``outcomes``) and on the first submission (``first_attempt``).
+    """
+    done = {(e["split"], e["iteration"]) for e in run.store.evals(run.run_id, transfer=True)}
+    logged: Metrics = {}
+    for spec in run.config.eval.transfer:
+        split = f"transfer:{spec.name}"
+        if (split, iteration) in done:
+            continue
+        start = time.perf_counter()
+        source = task_source_from_spec(spec.tasks) if spec.tasks else run.source
+        tasks = eval_tasks(source, spec.split, spec.n_tasks, spec.families, spec.difficulties)
+        extra: dict[str, Any] = {} if spec.max_attempts is None else {"max_attempts": spec.max_attempts}
+        if spec.tasks:
+            extra["task_source"] = source
+        with run.out.busy(f"transfer eval {spec.name}: {len(tasks)} tasks"):
+            scores, result = evaluate_tasks(
+                run.env_with(**extra), _eval_agent(run), tasks, k=1,
+                seed=derive_seed(run.config.seed, "transfer", spec.name, iteration),
+                max_concurrent=run.config.rollout.max_concurrent, progress=run.out.interactive,
+                rollouts=rollout_backend(run), run_id=f"{run.run_id}/transfer/{spec.name}", iteration=iteration,
+                policy_id=run.policy_id)
+        first = first_attempt_scores(result.trajectories)
+        attempts = spec.max_attempts or _env_attempts(run.env)
+        metrics = {**scores.to_dict(), "first_attempt": first, "max_attempts": attempts,
+                   "tasks": spec.tasks or "env", "families": spec.families}
+        run.store.add_eval(run_id=run.run_id, env_id=run.config.env.id, split=split, metrics=metrics,
+                           checkpoint_id=run.checkpoint_id, iteration=iteration)
+        seconds = time.perf_counter() - start
+        logged.update({f"transfer/{spec.name}/first_attempt": first["success_rate"],
+                       f"transfer/{spec.name}/within_attempts": scores.success_rate,
+                       f"time/transfer_{spec.name}_s": seconds,
+                       f"tokens/transfer_{spec.name}": float(result.generated_tokens)})
+        run.out.stage(f"transfer eval {spec.name}: {scores.n_tasks} tasks, first attempt {first['success_rate']:.3f} "
+                      f"[{first['ci95'][0]:.3f}, {first['ci95'][1]:.3f}], within {attempts} attempts "
+                      f"{scores.success_rate:.3f} [{scores.ci95[0]:.3f}, {scores.ci95[1]:.3f}], {seconds:.1f}s")
+    if logged:
+        run.store.log_metrics(run.run_id, iteration, logged)
+    return logged
+
+
+def _env_attempts(env: Any) -> int:
+    """The env's submissions per episode (``config.max_attempts``; 1 for envs without attempts)."""
+    config = getattr(getattr(env, "unwrapped", env), "config", None)
+    return int(getattr(config, "max_attempts", 1))

@@ -72,9 +72,10 @@ def run_summary(conn: sqlite3.Connection, row: sqlite3.Row) -> dict[str, Any]:
 
 
 def run_evals(conn: sqlite3.Connection, run_id: str) -> list[dict[str, Any]]:
-    """The run's evaluations, oldest first; ``metrics`` parsed."""
+    """The run's held-out evaluations (not the transfer ones), oldest first; ``metrics`` parsed."""
     rows = conn.execute("SELECT id, run_id, checkpoint_id, env_id, split, iteration, metrics, created_at "
-                        "FROM eval_results WHERE run_id=? ORDER BY id", (run_id,)).fetchall()
+                        "FROM eval_results WHERE run_id=? AND split NOT LIKE 'transfer:%' ORDER BY id",
+                        (run_id,)).fetchall()
     return [{**dict(r), "metrics": json.loads(r["metrics"])} for r in rows]
 
 

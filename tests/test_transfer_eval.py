@@ -1,0 +1,118 @@
+"""Transfer evaluations: first-attempt success vs success within the attempts, and the loop's
+``[[eval.transfer]]`` sets scored before and after training, stored apart from the held-out ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import selfgym
+from selfgym.agents.llm import AgentConfig, LLMAgent
+from selfgym.agents.models import tiny_model_dir
+from selfgym.agents.testing import FunctionPolicy
+from selfgym.config import load_toml
+from selfgym.errors import ConfigError
+from selfgym.run.evaluate import evaluate_tasks, first_attempt, first_attempt_scores
+from selfgym.run.loop import train
+from selfgym.run.loopconfig import RunConfig
+from selfgym.run.report import write_report
+from selfgym.store import Store
+
+
+def _code_tasks(n: int):
+    return list(selfgym.make_task_source("code").tasks("heldout", limit=n))
+
+
+def test_first_attempt_is_told_apart_from_a_later_attempt_on_real_code_episodes():
+    """Half the tasks are solved at once, half only after the test feedback of a wrong first try:
+    within 2 attempts every task is solved, on the first attempt half are."""
+    tasks = _code_tasks(6)
+    late = {t.id for t in tasks[::2]}
+
+    def reply(chat):
+        task = next(t for t in tasks if t.prompt in chat[1]["content"] or chat[1]["content"] in t.prompt)
+        feedback = len([m for m in chat if m["role"] == "user"]) > 1
+        if task.id in late and not feedback:
+            return f"```python\ndef {task.payload['entry_point']}(*args):\n    return 'wrong'\n```"
+        return f"```python\n{task.payload['reference']}\n```"
+
+    agent = LLMAgent(FunctionPolicy(reply), AgentConfig())
+    scores, result = evaluate_tasks(lambda: selfgym.make("selfgym/Code-v0", max_attempts=2), agent, tasks,
+                                    progress=False)
+    assert scores.success_rate == 1.0
+    firsts = {t.task_id: first_attempt(t) for t in result.trajectories}
+    assert firsts == {t.id: t.id not in late for t in tasks}
+    summary = first_attempt_scores(result.trajectories)
+    assert summary["success_rate"] == pytest.approx(0.5) and set(summary["outcomes"]) == {t.id for t in tasks}
+    late_traj = next(t for t in result.trajectories if t.task_id in late)
+    assert [turn.info["attempt"] for turn in late_traj.turns] == [1, 2]  # the env keeps the attempt on the turn
+
+
+CONFIG = '''
+name = "{name}"
+iterations = 1
+[env]
+id = "selfgym/Code-v0"
+families = ["arithmetic"]
+difficulties = [0.0]
+kwargs = {{ max_attempts = 1 }}
+[policy]
+model = "{model}"
+device = "cpu"
+[agent.sampling]
+max_tokens = 8
+temperature = 1.0
+[rollout]
+tasks_per_iteration = 2
+group_size = 1
+[trainer]
+algorithm = "none"
+[eval]
+n_tasks = 2
+every = 0
+[[eval.transfer]]
+name = "humaneval"
+tasks = "humaneval"
+n_tasks = 2
+max_attempts = 2
+[[eval.transfer]]
+name = "unseen"
+families = ["strings"]
+n_tasks = 3
+'''
+
+
+def test_loop_scores_transfer_sets_before_and_after_and_reports_them(tmp_path: Path):
+    model = str(tiny_model_dir())
+    (tmp_path / "run.toml").write_text(CONFIG.format(name="xfer", model=model))
+    config = load_toml(tmp_path / "run.toml", RunConfig)
+    result = train(config, tmp_path / "run")
+    assert set(result.heldout) == {0, 1}  # the held-out series is not mixed with the transfer sets
+    store = Store(tmp_path / "run")
+    assert [e["split"] for e in store.evals("xfer")] == ["heldout", "heldout"]
+    transfer = store.evals("xfer", transfer=True)
+    assert sorted((e["split"], e["iteration"]) for e in transfer) == [
+        ("transfer:humaneval", 0), ("transfer:humaneval", 1), ("transfer:unseen", 0), ("transfer:unseen", 1)]
+    he = [e for e in transfer if e["split"] == "transfer:humaneval"]
+    humaneval_ids = {t.id for t in selfgym.make_task_source("humaneval").tasks("heldout", limit=2)}
+    assert all(set(e["metrics"]["outcomes"]) == humaneval_ids for e in he)
+    assert all(e["metrics"]["max_attempts"] == 2 and "first_attempt" in e["metrics"] for e in he)
+    unseen = [e for e in transfer if e["split"] == "transfer:unseen"]
+    assert all(t.startswith("strings/") for e in unseen for t in e["metrics"]["outcomes"])
+    assert all(e["metrics"]["max_attempts"] == 1 for e in unseen)  # the env's own setting
+    keys = {(it, k) for it, k, _ in store.metrics("xfer")}
+    assert {(0, "transfer/humaneval/first_attempt"), (1, "transfer/unseen/within_attempts")} <= keys
+    page = write_report(tmp_path / "run", "xfer").read_text()
+    assert "id='transfer'" in page and "within 2 attempts" in page and "unseen" in page
+    # a resumed run does not evaluate a stored transfer set again
+    n = len(store.evals("xfer", transfer=None))
+    train(config, tmp_path / "run", resume=True)
+    assert len(store.evals("xfer", transfer=None)) == n
+
+
+def test_transfer_names_must_differ(tmp_path: Path):
+    text = CONFIG.format(name="dup", model="x").replace('name = "unseen"', 'name = "humaneval"')
+    (tmp_path / "run.toml").write_text(text)
+    with pytest.raises(ConfigError, match="eval.transfer names must differ"):
+        load_toml(tmp_path / "run.toml", RunConfig)
