@@ -12,7 +12,7 @@ It prints each run's optimizer steps/s and the ratio against the baseline. The a
 work per step (several turns, the sandbox), so the ratio is the price of real multi-turn episodes,
 not overhead alone; ``--turns 1`` makes the ``rollout_func`` episodes single-turn.
 
-Run: ``python bench/trl.py [--steps 4] [--tasks 4] [--max-tokens 32] [--turns 3] [--model DIR]``
+Run: ``python bench/trl_interop.py [--steps 4] [--tasks 4] [--max-tokens 32] [--turns 3] [--model DIR]``
 """
 
 from __future__ import annotations
