@@ -18,7 +18,7 @@ from selfgym.types import SPLITS, Split, Task
 
 from .verifier import test_kind
 
-__all__ = ["function_context", "humaneval_tasks", "jsonl_tasks", "mbpp_tasks"]
+__all__ = ["function_context", "humaneval_prompt", "humaneval_tasks", "jsonl_tasks", "mbpp_tasks"]
 
 # The official MBPP splits by task id: 1-10 few-shot prompts, 11-510 test, 511-600 validation, 601-974 train.
 MBPP_TEST_IDS = range(11, 511)
@@ -34,6 +34,14 @@ def function_context(stub: str, entry_point: str) -> str:
             end = node.end_lineno or node.lineno
             return "\n".join(lines[:start] + lines[end:]).strip() + "\n"
     return stub
+
+
+def humaneval_prompt(entry_point: str, stub: str) -> str:
+    """The task text of a HumanEval-style problem: complete the function in ``stub`` (its docstring
+    holds the description and ``>>>`` examples). HumanEval and the teacher's ``docstring`` mutations
+    (``selfgym.envs.generators.mutate``) both use it, so the two formats cannot drift apart."""
+    return (f"Complete the Python function `{entry_point}` below and reply with the complete function.\n\n"
+            f"```python\n{stub.strip()}\n```")
 
 
 def _ranked_difficulty(sizes: list[int]) -> list[float]:
@@ -58,8 +66,7 @@ def humaneval_tasks(*, split: Split = "heldout", path: str | Path | None = None,
     tasks = []
     for problem, difficulty in zip(problems, difficulties, strict=True):
         stub, entry = problem["prompt"], problem["entry_point"]
-        prompt = (f"Complete the Python function `{entry}` below and reply with the complete function.\n\n"
-                  f"```python\n{stub.strip()}\n```")
+        prompt = humaneval_prompt(entry, stub)
         payload = {"entry_point": entry, "stub": stub, "preamble": function_context(stub, entry),
                    "test_code": problem["test"], "reference": stub + problem["canonical_solution"]}
         tasks.append(Task(id=problem["task_id"], family="humaneval", prompt=prompt, split=split, payload=payload,
