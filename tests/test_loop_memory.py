@@ -43,7 +43,7 @@ CONFIG = {
     "skills": {"mode": "read-write", "max_candidates": 2, "sampling": {"max_tokens": 160, "temperature": 0.0}},
     # band [0, 1]: any measured pass rate is accepted, so acceptance does not hang on the student's luck
     "teacher": {"enabled": True, "proposals_per_iteration": 2, "solver_attempts": 1, "max_tokens": 256,
-                "reward": "band", "band_lo": 0.0, "band_hi": 1.0},
+                "reward": "band", "band_lo": 0.0, "band_hi": 1.0, "mutation": "off"},
     "trainer": {"algorithm": "rft", "rft": {"train": {"batch_size": 2, "micro_batch_size": 2}}},
     "eval": {"every": 0, "before": False, "n_tasks": 3},
 }

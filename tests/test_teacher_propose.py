@@ -40,6 +40,8 @@ def failure(task: Task, answer: str = "```python\ndef f():\n    pass\n```") -> T
 
 
 def teacher(store: Store, replies, **config) -> Teacher:
+    """The LLM teacher alone (``tests/test_mutate.py`` covers the mutation candidates)."""
+    config.setdefault("mutation", "off")
     replies = list(replies) if isinstance(replies, list) else None
     reply = (lambda chat: replies.pop(0)) if replies is not None else (lambda chat: "")
     return Teacher(FunctionPolicy(reply, name="scripted-teacher"), TeacherConfig(enabled=True, **config),
@@ -60,7 +62,7 @@ def test_valid_proposal_is_accepted_and_stored_with_lineage(store):
     result = teacher(store, [render_proposal(oracle_proposal(parent))], proposals_per_iteration=1,
                      solver_attempts=4).propose([failure(parent)], tasks, iteration=3, heldout=HELDOUT,
                                                 pass_rates=rollout_pass_rates(PatternSolver([True, False])))
-    assert counts(result.metrics) == {"proposed": 1, "valid": 1, "accepted": 1}
+    assert counts(result.metrics) == {"proposed": 1, "valid": 1, "accepted": 1, "accepted_llm": 1}
     assert set(result.metrics) == set(METRICS)
     (task,) = result.accepted
     assert store.tasks(split="generated") == [task]
@@ -69,6 +71,7 @@ def test_valid_proposal_is_accepted_and_stored_with_lineage(store):
     generator = task.payload["generator"]
     assert generator["teacher_id"] == "teacher-1" and generator["run_id"] == "run-1"
     assert generator["iteration"] == 3 and generator["pass_rate"] == 0.5 and generator["target_family"] == "lists"
+    assert generator["method"] == "llm" and generator["parents"] == [parent.id]
     env = selfgym.make("selfgym/Code-v0")  # the stored task plays in the code env unchanged
     try:
         env.reset(options={"task": store.task(task.id)})
@@ -118,7 +121,8 @@ def test_duplicates_and_unlearnable_tasks_are_rejected(store):
     text = render_proposal(oracle_proposal(parent))
     result = teacher(store, [text, text], proposals_per_iteration=2).propose(
         [failure(parent)], tasks, iteration=0, pass_rates=None, heldout=HELDOUT)
-    assert counts(result.metrics) == {"proposed": 2, "valid": 2, "accepted": 1, "rejected_duplicate": 1}
+    assert counts(result.metrics) == {"proposed": 2, "valid": 2, "accepted": 1, "accepted_llm": 1,
+                                      "rejected_duplicate": 1}
     # the stored task protects later iterations too, the prompt's worked example is protected, and a
     # new task the solver always solves is too easy
     other = list(tasks.values())[1]
@@ -145,8 +149,8 @@ def test_one_batched_generate_over_contexts_that_never_show_heldout_tasks(store)
     tasks[secret.id] = secret
     seen: list[list[dict[str, str]]] = []
     policy = FunctionPolicy(lambda chat: seen.append(chat) or "no proposal", name="scripted-teacher")
-    teach = Teacher(policy, TeacherConfig(proposals_per_iteration=3, examples_per_context=2), store=store,
-                    run_id="run-1", teacher_id="teacher-1")
+    teach = Teacher(policy, TeacherConfig(proposals_per_iteration=3, examples_per_context=2, mutation="off"),
+                    store=store, run_id="run-1", teacher_id="teacher-1")
     failures = [failure(parent, "```python\ndef wrong_answer():\n    return 42\n```"), failure(second), failure(secret)]
     result = teach.propose(failures, tasks, iteration=0, pass_rates=None, heldout=HELDOUT)
     assert policy.calls == [3] and result.metrics["teacher/proposed"] == 3
@@ -177,6 +181,8 @@ def test_config_checks_and_toml_shape():
         TeacherConfig(reward="variance")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="solver_attempts must be >= 1"):
         TeacherConfig(solver_attempts=0)
+    with pytest.raises(ConfigError, match="teacher.mutation must be 'off', 'fallback' or 'always'"):
+        TeacherConfig(mutation="sometimes")  # type: ignore[arg-type]
 
 
 def test_a_proposal_whose_solver_episodes_all_abort_is_counted_not_accepted(store):

@@ -126,9 +126,10 @@ def teach(run: LoopRun, iteration: int) -> Metrics:
                "teacher/generated_total": float(len(_generated_tasks(run)))}
     run.store.set_state(run.run_id, marker, metrics)
     m = result.metrics
-    run.out.stage(f"teacher: {m['teacher/proposed']:.0f} proposed, {m['teacher/valid']:.0f} valid, "
-                  f"{m['teacher/accepted']:.0f} accepted, {m['teacher/rejected_decontam']:.0f} too close to "
-                  f"held-out, {metrics['time/teacher_s']:.1f}s")
+    run.out.stage(f"teacher: {m['teacher/proposed']:.0f} proposed ({m['teacher/proposed_mutation']:.0f} by mutation), "
+                  f"{m['teacher/valid']:.0f} valid, {m['teacher/accepted']:.0f} accepted "
+                  f"({m['teacher/accepted_llm']:.0f} llm, {m['teacher/accepted_mutation']:.0f} mutation), "
+                  f"{m['teacher/rejected_decontam']:.0f} too close to held-out, {metrics['time/teacher_s']:.1f}s")
     return metrics
 
 
