@@ -1,0 +1,329 @@
+"""The seed methods side by side at one budget, and the transfer figures: writes ``docs/results.md``.
+
+Every method is a normal gym-loop run (``selfgym.run.loop.train``) of one base config with a few
+keys changed, so the budget is matched by construction: the same seed, iterations, tasks per
+iteration, attempts per task (group size), sampling, model and evaluation sets. Training is on
+procedural Code-v0 families only (``TRAIN_FAMILIES``); each run is scored on
+
+* held-out tasks of the trained families (the loop's own held-out evaluation, greedy);
+* ``unseen``: held-out tasks of families that are *not* in the training mix, and
+* ``humaneval``: the 164 HumanEval problems (never trained on, never in a teacher prompt, and in
+  the teacher's decontamination set),
+
+the last two as ``[[eval.transfer]]`` sets: one greedy episode per task with up to 3 submissions and
+the tests' feedback between them, reported as first-attempt success and success within 3 attempts.
+
+The untrained model is evaluated once (the ``base`` run: the loop's iteration-0 evaluations, no training);
+the other runs skip their identical "before" evaluation and are compared with it task by task
+(paired differences with bootstrap 95% CIs). Configs are chosen on these numbers, never tuned on
+HumanEval's per-task outcomes.
+
+Run: ``python bench/methods.py [--budget quick|standard] [--methods rft,teacher,...] [--out runs/methods]``
+then it writes ``docs/results.md`` and ``docs/results.png`` (``--results`` moves them). Runs resume:
+a killed bench continues where it stopped. ``--budget quick`` takes about 2-3 hours on 2 CPU cores,
+``standard`` most of a day; ``--model tiny --budget smoke`` checks the plumbing in a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from selfgym.config import from_dict
+from selfgym.run.loop import train
+from selfgym.run.loopconfig import RunConfig
+from selfgym.run.report import paired, write_report
+from selfgym.store import Store
+
+TRAIN_FAMILIES = ["arithmetic", "strings", "lists", "structures"]
+UNSEEN_FAMILIES = ["parsing", "recursion", "off_by_one"]
+SYSTEM_PROMPT = "You write correct, minimal Python. Reply with one ```python code block and nothing else."
+
+BUDGETS: dict[str, dict[str, int]] = {
+    # iterations, tasks per iteration, attempts per task, new tokens a turn, held-out and unseen tasks
+    "smoke": {"iterations": 1, "tasks": 2, "group": 2, "max_tokens": 8, "heldout": 2, "unseen": 2, "humaneval": 2},
+    "quick": {"iterations": 2, "tasks": 12, "group": 4, "max_tokens": 160, "heldout": 24, "unseen": 24,
+              "humaneval": 164},
+    "standard": {"iterations": 4, "tasks": 16, "group": 4, "max_tokens": 192, "heldout": 48, "unseen": 60,
+                 "humaneval": 164},
+}
+
+# name -> (what it is, the keys it changes in the base config)
+METHODS: dict[str, tuple[str, dict[str, Any]]] = {
+    "base": ("the untrained model (no training, no memory)", {"trainer": {"algorithm": "none"}}),
+    "rft": ("ReST-EM: fine-tune on the agent's own successes", {"trainer": {"algorithm": "rft"}}),
+    "rft-corrections": ("RFT with 3 attempts; a success after test feedback also trains the first attempt "
+                        "(RISE / SCoRe-style corrections)",
+                        {"env": {"kwargs": {"max_attempts": 3}},
+                         "trainer": {"algorithm": "rft", "rft": {"corrections": True}}}),
+    "reflexion": ("Reflexion: lessons from failures in the prompt, 2 attempts, no weight update",
+                  {"env": {"kwargs": {"max_attempts": 2}}, "reflections": {"enabled": True, "scope": "family"},
+                   "trainer": {"algorithm": "none"}}),
+    "skills": ("Voyager / SAGE: a verified skill library in the prompt and the sandbox, no weight update",
+               {"skills": {"mode": "read-write", "k": 3, "max_candidates": 8}, "trainer": {"algorithm": "none"}}),
+    "teacher": ("Self-Challenging teacher (LLM proposals, mutation fallback) + RFT",
+                {"teacher": {"enabled": True, "proposals_per_iteration": 8, "solver_attempts": 4, "reward": "band"},
+                 "trainer": {"algorithm": "rft"}}),
+    "score": ("SCoRe-style two-attempt RL: GRPO with turn credit over 2 attempts",
+              {"env": {"kwargs": {"max_attempts": 2}}, "agent": {"sampling": {"temperature": 0.9}},
+               "trainer": {"algorithm": "grpo", "grpo": {"turn_credit": True}}}),
+    "loop-grpo": ("LOOP-style GRPO with a leave-one-out baseline",
+                  {"trainer": {"algorithm": "grpo", "grpo": {"advantage": "loo"}}}),
+    "full": ("the full loop: RFT with corrections + teacher + reflections + skills",
+             {"env": {"kwargs": {"max_attempts": 3}},
+              "teacher": {"enabled": True, "proposals_per_iteration": 8, "solver_attempts": 4, "reward": "band"},
+              "reflections": {"enabled": True, "scope": "family"},
+              "skills": {"mode": "read-write", "k": 3, "max_candidates": 8},
+              "trainer": {"algorithm": "rft", "rft": {"corrections": True}}}),
+}
+# (a, b, what the paired difference a - b answers)
+CONTRASTS = [("full", "rft", "full loop vs RFT only"),
+             ("full", "rft-corrections", "full loop vs the loop without teacher and memory")]
+
+
+def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        out[key] = _merge(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def base_config(budget: dict[str, int], model: str, seed: int) -> dict[str, Any]:
+    """The config every method starts from (as TOML would give it)."""
+    return {
+        "name": "base", "seed": seed, "iterations": budget["iterations"],
+        "env": {"id": "selfgym/Code-v0", "families": TRAIN_FAMILIES, "difficulties": [0.0, 0.25, 0.5],
+                "kwargs": {"max_attempts": 1}},
+        "policy": {"model": model},
+        "agent": {"system_prompt": SYSTEM_PROMPT, "sampling": {"max_tokens": budget["max_tokens"], "temperature": 0.7}},
+        "rollout": {"tasks_per_iteration": budget["tasks"], "group_size": budget["group"], "max_concurrent": 64},
+        "trainer": {"rft": {"max_per_task": 2, "train": {"learning_rate": 2e-4, "batch_size": 8,
+                                                         "micro_batch_size": 4, "epochs": 1}},
+                    "grpo": {"train": {"learning_rate": 5e-5, "batch_size": 8, "micro_batch_size": 4}}},
+        "eval": {"every": 0, "n_tasks": budget["heldout"], "difficulties": [0.0, 0.25, 0.5],
+                 "transfer": [{"name": "unseen", "families": UNSEEN_FAMILIES, "n_tasks": budget["unseen"],
+                               "max_attempts": 3},
+                              {"name": "humaneval", "tasks": "humaneval", "n_tasks": budget["humaneval"],
+                               "max_attempts": 3}]},
+    }
+
+
+def method_config(name: str, budget: dict[str, int], model: str, seed: int) -> RunConfig:
+    data = _merge(base_config(budget, model, seed), METHODS[name][1])
+    data["name"] = name
+    if name != "base":  # the "before" evaluation is the base run's
+        data["eval"]["before"] = False
+    return from_dict(RunConfig, data, where=f"method {name}")
+
+
+def evaluate_untrained(config: RunConfig, run_dir: Path) -> None:
+    """The loop's own "before" evaluations (held-out and transfer, iteration 0) without training."""
+    from rich.console import Console
+
+    from selfgym.lease import RunLease
+    from selfgym.run import stages
+    from selfgym.run.assemble import open_run
+
+    with RunLease(run_dir, config.name):
+        run = open_run(config, run_dir, Console(highlight=False, soft_wrap=True))
+        stages.evaluate_heldout(run, 0)
+        stages.evaluate_transfer(run, 0)
+        run.env.close()
+
+
+# ----------------------------------------------------------------------------------- summary
+def _evals(store: Store, run_id: str, iteration: int | None = None) -> dict[str, dict[str, Any]]:
+    """``{"heldout" | transfer name: metrics}`` of the run's evaluation at ``iteration`` (default: last)."""
+    found: dict[str, tuple[int, dict[str, Any]]] = {}
+    for e in store.evals(run_id, transfer=None):
+        it = e["iteration"] if e["iteration"] is not None else -1
+        if iteration is not None and it != iteration:
+            continue
+        name = e["split"].removeprefix("transfer:") if e["split"].startswith("transfer:") else "heldout"
+        if name not in found or it >= found[name][0]:
+            found[name] = (it, e["metrics"])
+    return {name: metrics for name, (_, metrics) in found.items()}
+
+
+def summarise(out_dir: Path, name: str) -> dict[str, Any]:
+    store = Store(out_dir / name)
+    series: dict[str, dict[int, float]] = {}
+    for iteration, key, value in store.metrics(name):
+        series.setdefault(key, {})[iteration] = value
+    row = {"method": name, "what": METHODS[name][0], "evals": _evals(store, name, 0 if name == "base" else None),
+           "tokens": sum(sum(v.values()) for k, v in series.items() if k.startswith("tokens/") and "transfer" not in k),
+           "train_s": sum(series.get("time/iteration_s", {}).values()),
+           "teacher": {k.removeprefix("teacher/"): dict(v) for k, v in series.items() if k.startswith("teacher/")},
+           "skill_use": series.get("skills/use_rate", {})}
+    if name != "base":
+        row["train_success"] = float(np.mean(list(series.get("train/success", {}).values()) or [np.nan]))
+    store.close()
+    return row
+
+
+def _outcomes(row: dict[str, Any], set_name: str, first: bool) -> dict[str, list[bool]]:
+    metrics = row["evals"].get(set_name)
+    if metrics is None:
+        return {}
+    return metrics["first_attempt"]["outcomes"] if first else metrics["outcomes"]
+
+
+def _cell(metrics: dict[str, Any] | None) -> str:
+    if metrics is None:
+        return "-"
+    lo, hi = metrics["ci95"]
+    solved = sum(any(o) for o in metrics["outcomes"].values())
+    return f"{metrics['success_rate']:.3f} [{lo:.2f}, {hi:.2f}] ({solved}/{len(metrics['outcomes'])})"
+
+
+def _diff(a: dict[str, list[bool]], b: dict[str, list[bool]]) -> str:
+    change, ci, n = paired(b, a)
+    return "-" if change is None else f"{change:+.3f} [{ci[0]:+.2f}, {ci[1]:+.2f}]"
+
+
+def _vs(row: dict[str, Any], base: dict[str, Any] | None, set_name: str, first: bool) -> str:
+    if base is None:
+        return "-"
+    return _diff(_outcomes(row, set_name, first), _outcomes(base, set_name, first))
+
+
+def write_results(rows: list[dict[str, Any]], path: Path, *, budget_name: str, budget: dict[str, int],
+                  model: str, seed: int, command: str, seconds: float) -> None:
+    base = next((r for r in rows if r["method"] == "base"), None)
+    lines = [
+        "# Results: the seed methods side by side, and transfer", "",
+        f"Generated by `{command}` ({budget_name} budget, model `{model}`, seed {seed}, "
+        f"{seconds / 60:.0f} min for the runs below on this machine). Regenerate with the same command; "
+        "each run resumes from its store.", "",
+        f"Budget per method: {budget['iterations']} iterations x {budget['tasks']} tasks x {budget['group']} "
+        f"attempts, at most {budget['max_tokens']} new tokens a turn, sampling temperature 0.7 (0.9 for SCoRe). "
+        f"Training families: {', '.join(TRAIN_FAMILIES)} (difficulty 0-0.5). Evaluations are greedy: "
+        f"**held-out** = {budget['heldout']} held-out tasks of the training families (one attempt); "
+        f"**unseen** = {budget['unseen']} held-out tasks of families never trained on ({', '.join(UNSEEN_FAMILIES)}); "
+        f"**HumanEval** = the first {budget['humaneval']} HumanEval problems. Unseen and HumanEval give each task "
+        "up to 3 submissions with the tests' feedback between them: *first* is first-attempt success, *within 3* "
+        "success within the 3. Cells: rate [95% bootstrap CI] (tasks solved / tasks). *vs base*: paired "
+        "difference against the untrained model on the same tasks [95% CI].", "",
+        "| method | held-out | vs base | unseen first | unseen within 3 | HumanEval first | vs base | "
+        "HumanEval within 3 | vs base | train success | tokens | train min |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        ev = row["evals"]
+        he, un = ev.get("humaneval"), ev.get("unseen")
+        other = base if base is not None and row is not base else None
+        lines.append(
+            f"| {row['method']} | {_cell(ev.get('heldout'))} | {_vs(row, other, 'heldout', False)} | "
+            f"{_cell(un and un['first_attempt'])} | {_cell(un)} | "
+            f"{_cell(he and he['first_attempt'])} | {_vs(row, other, 'humaneval', True)} | {_cell(he)} | "
+            f"{_vs(row, other, 'humaneval', False)} | "
+            f"{row.get('train_success', float('nan')):.3f} | {row['tokens']:.0f} | {row['train_s'] / 60:.1f} |")
+    lines += ["", "Methods:", ""] + [f"- **{r['method']}**: {r['what']}" for r in rows]
+    by_name = {r["method"]: r for r in rows}
+    contrasts = [(a, b, what) for a, b, what in CONTRASTS if a in by_name and b in by_name]
+    if contrasts:
+        lines += ["", "## Paired contrasts", "", "| contrast | held-out | unseen first | HumanEval first | "
+                  "HumanEval within 3 |", "|---|---|---|---|---|"]
+        for a, b, what in contrasts:
+            ra, rb = by_name[a], by_name[b]
+            lines.append(f"| {what} ({a} - {b}) | {_diff(_outcomes(ra, 'heldout', False), _outcomes(rb, 'heldout', False))} "
+                         f"| {_diff(_outcomes(ra, 'unseen', True), _outcomes(rb, 'unseen', True))} "
+                         f"| {_diff(_outcomes(ra, 'humaneval', True), _outcomes(rb, 'humaneval', True))} "
+                         f"| {_diff(_outcomes(ra, 'humaneval', False), _outcomes(rb, 'humaneval', False))} |")
+    teachers = [r for r in rows if r["teacher"]]
+    if teachers:
+        lines += ["", "## Teacher", "", "Per iteration (0-based; the teacher starts at iteration 1): proposals, "
+                  "valid, accepted, and where the accepted ones came from.", "",
+                  "| method | iteration | proposed | valid | accepted | from the LLM | from mutation | too close "
+                  "to a held-out or HumanEval task |", "|---|---|---|---|---|---|---|---|"]
+        for r in teachers:
+            t = r["teacher"]
+            for it in sorted(t.get("proposed", {})):
+                cells = " | ".join(f"{t.get(k, {}).get(it, float('nan')):.0f}" for k in (
+                    "proposed", "valid", "accepted", "accepted_llm", "accepted_mutation", "rejected_decontam"))
+                lines.append(f"| {r['method']} | {it} | {cells} |")
+    lines += ["", "![held-out, unseen and HumanEval success per method](results.png)", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines), encoding="utf-8")
+    (path.parent / "results.json").write_text(json.dumps(rows, indent=1, default=str), encoding="utf-8")
+    _plot(rows, path.with_suffix(".png"))
+
+
+def _plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = [("heldout", False, "held-out"), ("unseen", True, "unseen first"), ("humaneval", True, "HumanEval first"),
+            ("humaneval", False, "HumanEval within 3")]
+    fig, axes = plt.subplots(1, len(sets), figsize=(4 * len(sets), 3.6), sharey=False)
+    for ax, (set_name, first, title) in zip(axes, sets, strict=True):
+        names: list[str] = []
+        values: list[float] = []
+        errs: list[list[float]] = [[], []]
+        for row in rows:
+            metrics = row["evals"].get(set_name)
+            if metrics is None:
+                continue
+            m = metrics["first_attempt"] if first else metrics
+            names.append(row["method"])
+            values.append(m["success_rate"])
+            errs[0].append(m["success_rate"] - m["ci95"][0])
+            errs[1].append(m["ci95"][1] - m["success_rate"])
+        ax.barh(names, values, xerr=errs, color="#4c72b0", ecolor="#333")
+        ax.set(title=title, xlim=(0, max([v + e for v, e in zip(values, errs[1], strict=True)] + [0.05]) * 1.1))
+        ax.invert_yaxis()
+    fig.suptitle("Success with 95% CIs (greedy)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--budget", choices=sorted(BUDGETS), default="quick")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated, from: " + ", ".join(METHODS))
+    parser.add_argument("--model", default="embedded", help="embedded, tiny (random weights: plumbing only), a path")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="runs/methods", help="folder of the runs (one store per method)")
+    parser.add_argument("--results", default="docs/results.md")
+    args = parser.parse_args()
+    names = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    names = ["base"] + [m for m in names if m != "base"]
+    model = args.model
+    if model == "tiny":
+        from selfgym.agents.models import tiny_model_dir
+
+        model = str(tiny_model_dir())
+    budget = BUDGETS[args.budget]
+    out = Path(args.out) / f"{args.budget}-seed{args.seed}"
+    configs = {name: method_config(name, budget, model, args.seed) for name in names}  # every config checked first
+    started = time.perf_counter()
+    for name, config in configs.items():
+        print(f"== {name}: {METHODS[name][0]}", flush=True)
+        t0 = time.perf_counter()
+        if name == "base":
+            evaluate_untrained(config, out / name)
+        else:
+            train(config, out / name, resume=True)
+        write_report(out / name, name)
+        print(f"== {name} done in {time.perf_counter() - t0:.0f}s", flush=True)
+    rows = [summarise(out, name) for name in names]
+    command = f"python bench/methods.py --budget {args.budget} --methods {','.join(names)} --seed {args.seed}"
+    write_results(rows, Path(args.results), budget_name=args.budget, budget=budget, model=args.model, seed=args.seed,
+                  command=command, seconds=time.perf_counter() - started)
+    print(Path(args.results).read_text())
+
+
+if __name__ == "__main__":
+    main()
