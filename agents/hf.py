@@ -38,6 +38,7 @@ __all__ = ["TransformersConfig", "TransformersPolicy"]
 
 _PAGE_SIZE = 256
 _ENCODE_CACHE_SIZE = 1024
+_Row = tuple[list[int], Any, int]  # generated ids, their log-probs (or None), prompt tokens taken from the cache
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -221,8 +222,8 @@ class TransformersPolicy:
             raise PolicyError(f"{self.name}: out of memory generating {len(prompt_ids)} prompts; "
                               "lower max_batch_size or max_tokens") from exc
         latency = time.perf_counter() - start
-        out = [self._completion(list(ids), gen, logprobs, params, latency)
-               for ids, (gen, logprobs) in zip(prompt_ids, rows, strict=True)]
+        out = [self._completion(list(ids), gen, logprobs, params, latency, cached)
+               for ids, (gen, logprobs, cached) in zip(prompt_ids, rows, strict=True)]
         self.tokens_generated += sum(len(c.completion_ids) for c in out)
         prompt_tokens = sum(len(ids) for ids in prompt_ids)
         self._stats = self._stats + GenerationStats(
@@ -230,11 +231,11 @@ class TransformersPolicy:
             cached_tokens=self._cached_now, generated_tokens=sum(len(c.completion_ids) for c in out), model_s=latency)
         return out
 
-    def _chunks(self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams) -> list[tuple[list[int], Any]]:
+    def _chunks(self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams) -> list[_Row]:
         """Padded generation in chunks of ``max_batch_size`` prompts of similar length, results in order."""
         order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]))
         size = self.config.max_batch_size
-        results: dict[int, tuple[list[int], Any]] = {}
+        results: dict[int, _Row] = {}
         for number, first in enumerate(range(0, len(order), size)):
             chunk = order[first:first + size]
             seeded = params if params.seed is None else dataclasses.replace(
@@ -253,7 +254,7 @@ class TransformersPolicy:
             eos_token_id=sorted(self.eos_ids), pad_token_id=self.pad_id, stop_strings=list(params.stop) or None,
         )
 
-    def _padded(self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams) -> list[tuple[list[int], Any]]:
+    def _padded(self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams) -> list[_Row]:
         import torch
         from transformers import (
             LogitsProcessorList,
@@ -295,10 +296,10 @@ class TransformersPolicy:
             if batch is not None:
                 kvcache.remember(self.prefix_cache, batch, prompt_ids, gen_rows, [self._end(g) for g in gen_rows])
         lp_rows = logprobs.tolist() if logprobs is not None else [None] * len(gen_rows)
-        return list(zip(gen_rows, lp_rows, strict=True))
+        cached = batch.cached if batch is not None else [0] * len(gen_rows)
+        return list(zip(gen_rows, lp_rows, cached, strict=True))
 
-    def _continuous(self, prompt_ids: Sequence[Sequence[int]],
-                    params: SamplingParams) -> list[tuple[list[int], Any]]:
+    def _continuous(self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams) -> list[_Row]:
         import logging
 
         from transformers import ContinuousBatchingConfig
@@ -338,7 +339,7 @@ class TransformersPolicy:
         if len(rows) != len(prompt_ids) or any(r.error for r in rows):
             errors = "; ".join(str(r.error) for r in rows if r.error) or "missing results"
             raise PolicyError(f"{self.name}: continuous batching failed: {errors}")
-        return [(list(r.generated_tokens), list(r.logprobs) if params.logprobs else None) for r in rows]
+        return [(list(r.generated_tokens), list(r.logprobs) if params.logprobs else None, 0) for r in rows]
 
     # ------------------------------------------------------------------ post-processing
     def _end(self, generated: list[int]) -> int:
@@ -346,7 +347,7 @@ class TransformersPolicy:
         return next((i + 1 for i, token in enumerate(generated) if token in self.eos_ids), len(generated))
 
     def _completion(self, prompt_ids: list[int], generated: list[int], logprobs: list[float] | None,
-                    params: SamplingParams, latency: float) -> Completion:
+                    params: SamplingParams, latency: float, cached: int = 0) -> Completion:
         """Cut a generated row where it ended (EOS, stop string or length) and decode it."""
         end, finish = len(generated), "length"
         for i, token in enumerate(generated):
@@ -361,7 +362,7 @@ class TransformersPolicy:
                 ids, finish = ids[:self._tokens_until_stop(ids, params.stop)], "stop"
         return Completion(text=text, prompt_ids=prompt_ids, completion_ids=ids,
                           logprobs=None if logprobs is None else [float(x) for x in logprobs[:len(ids)]],
-                          finish_reason=finish, latency_s=latency)
+                          finish_reason=finish, latency_s=latency, cached_tokens=cached)
 
     def _tokens_until_stop(self, ids: list[int], stop: Sequence[str]) -> int:
         """The fewest leading tokens whose text contains a stop string (where generation stopped)."""

@@ -160,8 +160,11 @@ class OpenAIPolicy:
         elif logprobs is not None and len(logprobs) != len(ids):
             logprobs = None
         prompt_ids = (response.model_extra or {}).get("prompt_token_ids") or []
+        details = getattr(response.usage, "prompt_tokens_details", None) if response.usage else None
+        cached = int(getattr(details, "cached_tokens", 0) or 0)
         return Completion(text=choice.message.content or "", prompt_ids=list(prompt_ids), completion_ids=list(ids),
-                          logprobs=logprobs, finish_reason=choice.finish_reason or "stop", latency_s=latency)
+                          logprobs=logprobs, finish_reason=choice.finish_reason or "stop", latency_s=latency,
+                          cached_tokens=cached)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

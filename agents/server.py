@@ -252,7 +252,8 @@ def create_app(
             "model": model, "choices": [_choice(i, c, request, tokenizer) for i, c in enumerate(outs)],
             "usage": {"prompt_tokens": len(outs[0].prompt_ids),
                       "completion_tokens": sum(len(c.completion_ids) for c in outs),
-                      "total_tokens": len(outs[0].prompt_ids) + sum(len(c.completion_ids) for c in outs)},
+                      "total_tokens": len(outs[0].prompt_ids) + sum(len(c.completion_ids) for c in outs),
+                      "prompt_tokens_details": {"cached_tokens": outs[0].cached_tokens}},
         }
         if request.return_token_ids:
             body["prompt_token_ids"] = outs[0].prompt_ids

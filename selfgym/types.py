@@ -102,6 +102,8 @@ class Completion(_Record):
     """What a policy produced for one prompt.
 
     ``logprobs`` has one entry per completion token when the backend gives them, else is None.
+    ``cached_tokens`` counts the prompt tokens whose keys/values the backend reused from an
+    earlier request instead of computing them (0 when it does not say).
     """
 
     text: str
@@ -110,6 +112,7 @@ class Completion(_Record):
     logprobs: list[float] | None = None
     finish_reason: str = "stop"
     latency_s: float = 0.0
+    cached_tokens: int = 0
 
     def __post_init__(self) -> None:
         if self.logprobs is not None and len(self.logprobs) != len(self.completion_ids):

@@ -143,6 +143,9 @@ def test_server_requests_that_extend_an_earlier_one_reuse_its_keys() -> None:
         with urllib.request.urlopen(server.url.removesuffix("/v1") + "/stats", timeout=10) as response:
             stats = json.loads(response.read())[on.name]
     assert stats["cached_tokens"] >= len(on.encode(first)) - 1 and stats["calls"] == 2
+    # each response says how much of its prompt came from the cache (OpenAI's usage field)
+    assert one["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+    assert two["usage"]["prompt_tokens_details"]["cached_tokens"] == stats["cached_tokens"]
     expected = off.generate([second], SamplingParams(max_tokens=8, temperature=0, logprobs=True))[0]
     assert two["choices"][0]["token_ids"] == expected.completion_ids
     got = [c["logprob"] for c in two["choices"][0]["logprobs"]["content"]]

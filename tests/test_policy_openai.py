@@ -151,3 +151,17 @@ def test_make_policy_parses_openai_specs(served: tuple[RunningServer, CountingPo
     assert isinstance(policy, OpenAIPolicy) and policy.model == "tiny" and policy.config.max_concurrency == 2
     with pytest.raises(ConfigError, match="http"):
         OpenAIConfig(base_url="localhost:8000")
+
+
+def test_the_client_reports_how_much_of_a_prompt_the_server_had_cached(
+        served: tuple[RunningServer, CountingPolicy]) -> None:
+    server, _ = served
+    client = OpenAIPolicy(OpenAIConfig(base_url=server.url))
+    params = SamplingParams(max_tokens=6, temperature=0)
+    first = [{"role": "user", "content": "Name three rivers of a country you like, one per line."}]
+    one = client.generate([first], params)[0]
+    second = first + [{"role": "assistant", "content": one.text}, {"role": "user", "content": "And a lake?"}]
+    two = client.generate([second], params)[0]
+    assert one.cached_tokens < len(one.prompt_ids) - 1  # at most the chat template's shared system prefix
+    assert len(one.prompt_ids) - 1 <= two.cached_tokens < len(two.prompt_ids)
+    client.close()
