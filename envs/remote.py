@@ -24,7 +24,7 @@ from selfgym.envs.base import ACTION_SPACE, OBSERVATION_SPACE
 from selfgym.errors import ConfigError, InfrastructureError, UnknownTaskError
 from selfgym.types import Split, Task
 
-__all__ = ["RemoteEnv", "RemoteEnvError", "RemoteTaskSource"]
+__all__ = ["ConnectionLost", "RemoteEnv", "RemoteEnvError", "RemoteTaskSource"]
 
 _SESSION_ENDED = {"CAPACITY_REACHED", "FACTORY_ERROR", "STEP_TIMEOUT", "SESSION_TIMEOUT", "SESSION_ERROR"}
 
@@ -33,7 +33,7 @@ class RemoteEnvError(InfrastructureError):
     """The server could not be reached, refused the session, or lost it: the episode is aborted."""
 
 
-class _Dropped(RemoteEnvError):
+class ConnectionLost(RemoteEnvError):
     """The connection (and with it the server's session) is gone."""
 
 
@@ -183,7 +183,7 @@ class RemoteEnv(gymnasium.Env[str, str]):
         self.transcript.append(("agent", action))
         try:
             reply = self._exchange({"type": "step", "data": {self.action_field: action}})
-        except _Dropped as exc:
+        except ConnectionLost as exc:
             raise RemoteEnvError(f"the episode was lost with its session on {self.url}: {exc}") from exc
         outcome = self._outcome(reply)
         self.transcript.append(("env", outcome[0]))
@@ -250,17 +250,17 @@ class RemoteEnv(gymnasium.Env[str, str]):
             reply = json.loads(ws.recv(timeout=self.message_timeout))
         except TimeoutError as exc:
             self._drop()
-            raise _Dropped(f"no reply from {self.url} within {self.message_timeout:g} s") from exc
+            raise ConnectionLost(f"no reply from {self.url} within {self.message_timeout:g} s") from exc
         except Exception as exc:  # noqa: BLE001 - websockets' ConnectionClosed and socket errors alike
             self._drop()
-            raise _Dropped(f"connection to {self.url} lost ({type(exc).__name__}: {exc})") from exc
+            raise ConnectionLost(f"connection to {self.url} lost ({type(exc).__name__}: {exc})") from exc
         if reply.get("type") != "error":
             return reply
         error = reply.get("data") or {}
         code, text = error.get("code", "UNKNOWN"), error.get("message", "unknown error")
         if code in _SESSION_ENDED:
             self._drop()
-            raise _Dropped(f"{text} ({code})")
+            raise ConnectionLost(f"{text} ({code})")
         if code == "INFRASTRUCTURE_ERROR":
             raise RemoteEnvError(text)
         if code == "UNKNOWN_TASK":
