@@ -116,3 +116,20 @@ def test_transfer_names_must_differ(tmp_path: Path):
     (tmp_path / "run.toml").write_text(text)
     with pytest.raises(ConfigError, match="eval.transfer names must differ"):
         load_toml(tmp_path / "run.toml", RunConfig)
+
+
+def test_the_teacher_keeps_away_from_every_transfer_set(tmp_path: Path):
+    """The tasks the teacher's proposals are screened against include all of HumanEval (not only the
+    tasks scored) and the unseen families' held-out tasks."""
+    from rich.console import Console
+
+    from selfgym.run.assemble import open_run
+    from selfgym.run.stages import protected_tasks
+
+    (tmp_path / "run.toml").write_text(CONFIG.format(name="prot", model=str(tiny_model_dir())))
+    run = open_run(load_toml(tmp_path / "run.toml", RunConfig), tmp_path / "run", Console(quiet=True))
+    ids = {t.id for t in protected_tasks(run)}
+    run.env.close()
+    humaneval = {t.id for t in selfgym.make_task_source("humaneval").tasks("heldout")}
+    assert len(humaneval) == 164 and humaneval <= ids
+    assert any(i.startswith("strings/") for i in ids) and any(i.startswith("arithmetic/") for i in ids)

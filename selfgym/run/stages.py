@@ -28,7 +28,7 @@ from selfgym.seeds import derive_seed
 from selfgym.types import Split, Task, TaskSource, Trajectory
 
 __all__ = ["add_generated_arms", "throughput", "choose_tasks", "curate_skills", "eval_tasks", "evaluate_heldout",
-           "evaluate_transfer", "play_rollouts", "teach", "train_policy", "update_curriculum"]
+           "evaluate_transfer", "play_rollouts", "protected_tasks", "teach", "train_policy", "update_curriculum"]
 
 Metrics = dict[str, float]
 
@@ -101,6 +101,21 @@ def choose_tasks(run: LoopRun, iteration: int) -> list[tuple[Arm, Task]]:
 
 
 # --------------------------------------------------------------------------------------- stages
+def protected_tasks(run: LoopRun) -> list[Task]:
+    """The tasks the teacher's proposals must not come close to: the run's held-out split, the
+    evaluation's other source (``eval.tasks``) and every transfer set (all of its tasks)."""
+    ev = run.config.eval
+    tasks = eval_tasks(run.source, "heldout", max(ev.n_tasks, 200), run.config.env.families, [])
+    if ev.tasks:
+        tasks += list(run.eval_source.tasks(ev.split))
+    for spec in ev.transfer:
+        if spec.tasks:
+            tasks += list(task_source_from_spec(spec.tasks).tasks(spec.split))
+        else:
+            tasks += eval_tasks(run.source, spec.split, max(spec.n_tasks, 200), spec.families, spec.difficulties)
+    return tasks
+
+
 def teach(run: LoopRun, iteration: int) -> Metrics:
     """The teacher turns the last iteration's failures into new tasks (once per iteration)."""
     if run.teacher is None or iteration == 0:
@@ -112,9 +127,7 @@ def teach(run: LoopRun, iteration: int) -> Metrics:
     failures = [t for t in run.store.trajectories(run_id=run.run_id, iteration=iteration - 1)
                 if not t.success and not t.aborted]
     known = {t.id: t for t in run.store.tasks() if t.split != "heldout"}
-    heldout = eval_tasks(run.source, "heldout", max(run.config.eval.n_tasks, 200), run.config.env.families, [])
-    if run.config.eval.tasks:  # the transfer set stays out of the teacher's tasks too
-        heldout += list(run.eval_source.tasks(run.config.eval.split))
+    heldout = protected_tasks(run)
     teach_config = run.config.teacher
     with run.out.busy(f"teacher: proposing from {len(failures)} failures"):
         sandbox = run.teacher.sandbox_spec
