@@ -47,11 +47,12 @@ SYSTEM_PROMPT = "You write correct, minimal Python. Reply with one ```python cod
 
 BUDGETS: dict[str, dict[str, int]] = {
     # iterations, tasks per iteration, attempts per task, new tokens a turn, held-out and unseen tasks
-    "smoke": {"iterations": 1, "tasks": 2, "group": 2, "max_tokens": 8, "heldout": 2, "unseen": 2, "humaneval": 2},
+    "smoke": {"iterations": 1, "tasks": 2, "group": 2, "max_tokens": 8, "heldout": 2, "unseen": 2, "humaneval": 2,
+              "humaneval_tokens": 8},
     "quick": {"iterations": 2, "tasks": 12, "group": 4, "max_tokens": 160, "heldout": 24, "unseen": 24,
-              "humaneval": 164},
+              "humaneval": 164, "humaneval_tokens": 384},
     "standard": {"iterations": 4, "tasks": 16, "group": 4, "max_tokens": 192, "heldout": 48, "unseen": 60,
-                 "humaneval": 164},
+                 "humaneval": 164, "humaneval_tokens": 384},
 }
 
 # name -> (what it is, the keys it changes in the base config)
@@ -110,7 +111,7 @@ def base_config(budget: dict[str, int], model: str, seed: int) -> dict[str, Any]
                  "transfer": [{"name": "unseen", "families": UNSEEN_FAMILIES, "n_tasks": budget["unseen"],
                                "max_attempts": 3},
                               {"name": "humaneval", "tasks": "humaneval", "n_tasks": budget["humaneval"],
-                               "max_attempts": 3}]},
+                               "max_attempts": 3, "max_tokens": budget["humaneval_tokens"]}]},
     }
 
 
@@ -206,7 +207,8 @@ def write_results(rows: list[dict[str, Any]], path: Path, *, budget_name: str, b
         f"Training families: {', '.join(TRAIN_FAMILIES)} (difficulty 0-0.5). Evaluations are greedy: "
         f"**held-out** = {budget['heldout']} held-out tasks of the training families (one attempt); "
         f"**unseen** = {budget['unseen']} held-out tasks of families never trained on ({', '.join(UNSEEN_FAMILIES)}); "
-        f"**HumanEval** = the first {budget['humaneval']} HumanEval problems. Unseen and HumanEval give each task "
+        f"**HumanEval** = the first {budget['humaneval']} HumanEval problems ({budget['humaneval_tokens']} new "
+        "tokens a turn). Unseen and HumanEval give each task "
         "up to 3 submissions with the tests' feedback between them: *first* is first-attempt success, *within 3* "
         "success within the 3. Cells: rate [95% bootstrap CI] (tasks solved / tasks). *vs base*: paired "
         "difference against the untrained model on the same tasks [95% CI].", "",

@@ -114,6 +114,8 @@ class TransferEval:
     difficulties: list[float] = field(default_factory=list, metadata={"help": "only tasks at these levels"})
     split: Literal["heldout", "train", "generated"] = field(default="heldout", metadata={"help": "split scored"})
     n_tasks: int = field(default=164, metadata={"help": "tasks (the source's fixed order)"})
+    max_tokens: int | None = field(default=None, metadata={
+        "help": "new tokens per turn in this evaluation (HumanEval solutions need ~384); unset: the agent's"})
     max_attempts: int | None = field(default=None, metadata={
         "help": "submissions per task, passed to the env as max_attempts (Code-v0: 3 is the usual self-debug "
                 "budget); success within them is reported beside the first; unset: the env's setting"})
@@ -121,8 +123,8 @@ class TransferEval:
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
             raise ConfigError(f"eval.transfer name must be non-empty without '/', got {self.name!r}")
-        if self.n_tasks < 1 or (self.max_attempts is not None and self.max_attempts < 1):
-            raise ConfigError(f"eval.transfer {self.name!r}: n_tasks and max_attempts must be >= 1")
+        if self.n_tasks < 1 or any(v is not None and v < 1 for v in (self.max_attempts, self.max_tokens)):
+            raise ConfigError(f"eval.transfer {self.name!r}: n_tasks, max_attempts and max_tokens must be >= 1")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -338,9 +338,12 @@ def evaluate_transfer(run: LoopRun, iteration: int) -> Metrics:
         extra: dict[str, Any] = {} if spec.max_attempts is None else {"max_attempts": spec.max_attempts}
         if spec.tasks:
             extra["task_source"] = source
+        agent = _eval_agent(run)
+        if spec.max_tokens is not None:
+            agent = agent.with_config(sampling=replace(agent.config.sampling, max_tokens=spec.max_tokens))
         with run.out.busy(f"transfer eval {spec.name}: {len(tasks)} tasks"):
             scores, result = evaluate_tasks(
-                run.env_with(**extra), _eval_agent(run), tasks, k=1,
+                run.env_with(**extra), agent, tasks, k=1,
                 seed=derive_seed(run.config.seed, "transfer", spec.name, iteration),
                 max_concurrent=run.config.rollout.max_concurrent, progress=run.out.interactive,
                 rollouts=rollout_backend(run), run_id=f"{run.run_id}/transfer/{spec.name}", iteration=iteration,
