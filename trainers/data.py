@@ -9,13 +9,17 @@ Turns are merged into one row while each turn's prompt starts with the previous 
 (an agent that keeps the whole dialogue in its prompt): one forward pass then covers every turn,
 in exactly the context the policy saw. Where a prompt was rebuilt (history trimmed, new skills
 retrieved) the turn starts a new row with its own prompt, so the context is still exact.
+
+A trajectory that succeeded at a later attempt of a self-debugging env (``correction_turn``) can
+also give a first-attempt target (``correction_row``): the first prompt followed by the attempt
+that passed, so test-time feedback can become first-attempt skill (RISE, SCoRe).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +32,8 @@ __all__ = [
     "Batch",
     "TokenRow",
     "collate",
+    "correction_row",
+    "correction_turn",
     "exclude_heldout",
     "is_token_exact",
     "minibatches",
@@ -92,13 +98,16 @@ def is_token_exact(traj: Trajectory) -> bool:
     return bool(traj.turns) and all(turn.completion_ids for turn in traj.turns)
 
 
-def trajectory_rows(traj: Trajectory, *, max_length: int | None = None, merge_turns: bool = True) -> list[TokenRow]:
+def trajectory_rows(traj: Trajectory, *, max_length: int | None = None, merge_turns: bool = True,
+                    label_turns: Collection[int] | None = None) -> list[TokenRow]:
     """The training rows of one trajectory.
 
     Args:
         max_length: longest row; a turn that would push a merged row past it starts a new row, and
             a single turn longer than it is cut at the end (the cut is counted in ``cut_tokens``).
         merge_turns: merge turns whose prompt continues the previous row (see the module docstring).
+        label_turns: the turns whose completions are agent tokens (None: every turn); the others'
+            completions stay in the rows as context, and a row left without agent tokens is dropped.
 
     Raises:
         ValueError: a turn has no ``completion_ids`` (the trajectory is not token-exact).
@@ -124,13 +133,52 @@ def trajectory_rows(traj: Trajectory, *, max_length: int | None = None, merge_tu
                 rows.append(row)
             row = TokenRow(input_ids=[], agent_mask=[], behaviour_logprobs=[], turn_index=[], trajectory_id=traj.id)
             row.extend(prompt)
-        row.extend(completion, turn=k, logprobs=turn.logprobs)
+        if label_turns is None or k in label_turns:
+            row.extend(completion, turn=k, logprobs=turn.logprobs)
+        else:
+            row.extend(completion)
     if row is not None:
         rows.append(row)
     if max_length is not None:
         for r in rows:
             r.truncate(max_length)
     return [r for r in rows if r.n_agent_tokens]
+
+
+def correction_turn(traj: Trajectory) -> int | None:
+    """The turn whose submission passed, when ``traj`` succeeded after a failed attempt; else None.
+
+    Envs that grade repeated submissions (``selfgym/Code-v0``) record the attempt number in each
+    submission's ``Turn.info["attempt"]``, and end the episode on the one that passes: in a
+    successful trajectory it is the last turn, and an attempt number above 1 means earlier
+    attempts failed. First-attempt successes, failures, and envs without attempts (whose earlier
+    turns are steps towards one answer, not discarded tries) give None.
+    """
+    if not traj.success or traj.aborted or not traj.turns:
+        return None
+    last = len(traj.turns) - 1
+    attempt = traj.turns[last].info.get("attempt")
+    return last if attempt is not None and int(attempt) > 1 else None
+
+
+def correction_row(traj: Trajectory, *, max_length: int | None = None) -> TokenRow | None:
+    """A first-attempt target from a trajectory that succeeded at a later attempt, else None.
+
+    The row is the first turn's ``prompt_ids`` followed by the passing turn's ``completion_ids``
+    (as produced, never re-tokenised); only the latter are agent tokens. Their behaviour
+    log-probabilities are NaN: the policy sampled them after feedback, not in this context.
+    """
+    k = correction_turn(traj)
+    if k is None:
+        return None
+    if not traj.turns[k].completion_ids:
+        raise ValueError(f"trajectory {traj.id} turn {k} has no completion_ids: trainers need token-exact turns")
+    row = TokenRow(input_ids=[], agent_mask=[], behaviour_logprobs=[], turn_index=[], trajectory_id=traj.id)
+    row.extend(traj.turns[0].prompt_ids)
+    row.extend(traj.turns[k].completion_ids, turn=k)
+    if max_length is not None:
+        row.truncate(max_length)
+    return row if row.n_agent_tokens else None
 
 
 def sft_labels(row: TokenRow) -> list[int]:

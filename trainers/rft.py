@@ -2,6 +2,9 @@
 
 Successful trajectories become token-exact rows (``data.trajectory_rows``) whose labels are the
 agent's completion tokens only; the prompt, the instructions and every observation are -100.
+With ``corrections``, a trajectory that succeeded after failed attempts (self-debugging with test
+feedback) is trained as the attempt that passed, both after the first prompt (a first-attempt
+target) and in its real dialogue; the failed attempts are never labelled (``rft_rows``).
 TRL's ``SFTTrainer`` takes such pre-tokenised rows as they are (an ``input_ids`` column plus a
 ``labels`` column), so it runs the optimisation: no text is re-tokenised on the way.
 """
@@ -24,10 +27,10 @@ from selfgym.types import Trajectory
 
 from .base import TrainResult
 from .config import TrainConfig
-from .data import TokenRow, sft_labels, trajectory_rows
+from .data import TokenRow, correction_row, correction_turn, sft_labels, trajectory_rows
 from .model import activation_checkpointing, check_vocabulary, prepare_policy, trl_arguments
 
-__all__ = ["RFTConfig", "RFTTrainer", "select_successes"]
+__all__ = ["RFTConfig", "RFTTrainer", "rft_rows", "select_successes"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +45,9 @@ class RFTConfig:
         default=None, metadata={"help": "keep at most this many successes per task, so easy tasks do not dominate"})
     dedupe: bool = field(default=True, metadata={"help": "train once on successes with identical agent tokens"})
     merge_turns: bool = field(default=True, metadata={"help": "one row for turns whose prompts extend each other"})
+    corrections: bool = field(default=False, metadata={
+        "help": "a success after failed attempts trains its passing attempt after the first prompt too, and "
+                "never labels the failed attempts (first-attempt successes are unchanged)"})
 
     def __post_init__(self) -> None:
         if self.max_per_task is not None and self.max_per_task < 1:
@@ -78,6 +84,34 @@ def select_successes(trajectories: Sequence[Trajectory], config: RFTConfig) -> t
                   "data/tasks": float(len(per_task))}
 
 
+def rft_rows(selected: Sequence[Trajectory], config: RFTConfig) -> tuple[list[TokenRow], dict[str, float]]:
+    """The training rows of the selected successes, and counts of what they hold.
+
+    Without ``corrections`` every agent turn is labelled. With it, a trajectory that succeeded at
+    a later attempt (``data.correction_turn``) gives a correction row (first prompt, then the
+    passing attempt) and its passing turn in the dialogue it was written in, with the turns
+    before it as unlabelled context: imitating a failed attempt would teach the mistake.
+    """
+    max_length, merge = config.train.max_length, config.merge_turns
+    rows: list[TokenRow] = []
+    corrections = unlabelled = 0
+    for traj in selected:
+        k = correction_turn(traj) if config.corrections else None
+        if k is None:
+            rows.extend(trajectory_rows(traj, max_length=max_length, merge_turns=merge))
+            continue
+        first = correction_row(traj, max_length=max_length)
+        rows.extend([first] if first is not None else [])
+        rows.extend(trajectory_rows(traj, max_length=max_length, merge_turns=merge, label_turns={k}))
+        corrections += 1
+        unlabelled += sum(len(turn.completion_ids) for turn in traj.turns[:k])
+    stats = {"data/rows": float(len(rows)), "data/agent_tokens": float(sum(r.n_agent_tokens for r in rows)),
+             "data/cut_tokens": float(sum(r.cut_tokens for r in rows))}
+    if config.corrections:
+        stats |= {"data/corrections": float(corrections), "data/unlabelled_failed_tokens": float(unlabelled)}
+    return rows, stats
+
+
 class RFTTrainer:
     """Supervised fine-tuning on the agent tokens of successful trajectories, through TRL's SFTTrainer.
 
@@ -103,11 +137,8 @@ class RFTTrainer:
         """Fine-tune on the successes among ``trajectories`` (``epochs`` passes)."""
         start = time.perf_counter()
         selected, stats = select_successes(trajectories, self.config)
-        rows: list[TokenRow] = [row for traj in selected for row in
-                                trajectory_rows(traj, max_length=self.config.train.max_length,
-                                                merge_turns=self.config.merge_turns)]
-        stats.update({"data/rows": float(len(rows)), "data/agent_tokens": float(sum(r.n_agent_tokens for r in rows)),
-                      "data/cut_tokens": float(sum(r.cut_tokens for r in rows))})
+        rows, counts = rft_rows(selected, self.config)
+        stats.update(counts)
         result = TrainResult(metrics=stats)
         if not rows:
             return result
