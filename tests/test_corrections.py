@@ -149,3 +149,15 @@ def test_training_on_corrections_raises_the_first_attempt_likelihood_of_the_fix(
     assert fix_gain[True] > 0 and fix_gain[True] > fix_gain[False] + 10.0, fix_gain
     # after the first prompt, the fix gains on the failed attempt more with corrections than without
     assert fix_gain[True] - fail_gain[True] > fix_gain[False] - fail_gain[False] + 5.0, (fix_gain, fail_gain)
+
+
+def test_the_shipped_config_turns_corrections_on_for_the_loop() -> None:
+    from pathlib import Path
+
+    from selfgym.config import load_toml
+    from selfgym.run.loopconfig import RunConfig
+
+    config = load_toml(Path(__file__).resolve().parents[1] / "configs" / "rft_corrections.toml", RunConfig)
+    rft = config.trainer.algorithm_config()  # what train_policy hands make_trainer
+    assert isinstance(rft, RFTConfig) and rft.corrections and config.env.kwargs["max_attempts"] == 3
+    assert not load_toml(Path(__file__).resolve().parents[1] / "configs" / "rft.toml", RunConfig).trainer.rft.corrections
