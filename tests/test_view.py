@@ -46,7 +46,7 @@ CONFIG = {
     "agent": {"sampling": {"max_tokens": 6, "temperature": 1.0}},
     "rollout": {"tasks_per_iteration": 3, "group_size": 2},
     "reflections": {"enabled": True, "sampling": {"max_tokens": 8, "temperature": 0.0}},
-    "teacher": {"enabled": True, "proposals_per_iteration": 1, "solver_attempts": 1, "max_tokens": 512,
+    "teacher": {"enabled": True, "proposals_per_iteration": 2, "solver_attempts": 1, "max_tokens": 512,
                 "reward": "band", "band_lo": 0.0, "band_hi": 1.0},
     "trainer": {"algorithm": "rft", "rft": {"train": {"batch_size": 2, "micro_batch_size": 2}}},
     "eval": {"n_tasks": 4},
@@ -224,6 +224,30 @@ def test_skills_teacher_reflections_and_evals_pages(client, store):
     for t in store.trajectories(run_id=RUN, task_id=task.parent_id, iteration=0, success=False):
         assert f'href="/s/run/trajectory/{t.id}"' in lineage
 
+
+def test_teacher_page_shows_each_proposal_with_verdict_reason_and_pass_rate(client, store):
+    """Two proposals of one text: the first accepted (its measured pass rate shown, its task linked
+    both ways), the second rejected as a duplicate with the judge's reason; filter and download."""
+    stored = store.get_state(RUN, "teacher/proposals/1")
+    assert [p["status"] for p in stored] == ["accepted", "duplicate"] and stored[1]["reason"]
+    task = store.tasks(split="generated")[0]
+    assert stored[0]["task_id"] == task.id and stored[0]["pass_rate"] == task.payload["generator"]["pass_rate"]
+    page = get(client, f"/s/run/teacher?run={RUN}")
+    row = re.search(r'<tr id="proposal-1-1" class="proposal status-duplicate">(.*?)</tr>', page, re.S)
+    assert row and f'<td class="reason">{escape(stored[1]["reason"])}</td>' in row.group(1)
+    row = re.search(r'<tr id="proposal-1-0" class="proposal status-accepted">(.*?)</tr>', page, re.S)
+    assert row and f'class="proposal-pass-rate">{stored[0]["pass_rate"]:.3f}<' in row.group(1)
+    assert f'class="accepted-link" href="/s/run/task?id={task.id.replace("/", "%2F")}"' in row.group(1)
+    assert f'href="/s/run/task?id={stored[1]["parent_id"].replace("/", "%2F")}"' in page
+    filtered = get(client, f"/s/run/teacher?run={RUN}&status=duplicate")
+    assert 'id="proposal-1-1"' in filtered and 'id="proposal-1-0"' not in filtered
+    lines = client.get(f"/s/run/teacher?run={RUN}&status=duplicate&format=proposals-jsonl").text.splitlines()
+    assert [json.loads(line)["reason"] for line in lines] == [stored[1]["reason"]]
+    lineage = get(client, f"/s/run/task?id={task.id}")
+    assert f'id="proposal-link" href="/s/run/teacher?run={RUN}#proposal-1-0"' in lineage
+
+
+def test_reflections_and_evals_pages(client, store):
     page = get(client, f"/s/run/reflections?run={RUN}")
     assert all(r["id"] in page for r in store.memory("reflection"))
 

@@ -137,6 +137,15 @@ def teach(run: LoopRun, iteration: int) -> Metrics:
         result = run.teacher.propose(failures, known, iteration=iteration, pass_rates=pass_rates, heldout=heldout)
     metrics = {**result.metrics, "time/teacher_s": time.perf_counter() - start,
                "teacher/generated_total": float(len(_generated_tasks(run)))}
+    # every proposal with its verdict (the store keeps only accepted tasks), the text cut for the
+    # viewer; written before the marker, so a resume redoes an unmarked iteration, never a marked one
+    cut = 4_000
+    proposals = [{"parent_id": r.parent_id, "parents": list(r.parents), "method": r.method, "status": r.status,
+                  "reason": r.reason, "pass_rate": r.pass_rate,
+                  "task_id": r.task.id if r.task is not None and r.status == "accepted" else None,
+                  "text": r.text if len(r.text) <= cut else r.text[:cut] + "\n[cut]", "text_chars": len(r.text)}
+                 for r in result.records]
+    run.store.set_state(run.run_id, f"teacher/proposals/{iteration}", proposals)
     run.store.set_state(run.run_id, marker, metrics)
     m = result.metrics
     run.out.stage(f"teacher: {m['teacher/proposed']:.0f} proposed ({m['teacher/proposed_mutation']:.0f} by mutation), "

@@ -4,8 +4,9 @@ teacher's accepted tasks, and paired comparisons of two evaluations.
 Skills are ``memory`` rows of kind ``skill`` keyed by name (every version and retirement a row) with
 usage counts per version in the run's ``skills/usage`` state (``skills.library``). The teacher
 stores only accepted tasks (split ``generated``, ``parent_id`` = the failed task, the judge's pass
-rate in ``payload["generator"]``) and its ``teacher/*`` counts per iteration; rejected proposals
-and their reasons are not stored, so the viewer shows their counts only.
+rate in ``payload["generator"]``) and its ``teacher/*`` counts per iteration; every proposal of an
+iteration, accepted or not, with its verdict and reason, is the run's ``teacher/proposals/<iteration>``
+state (written by the loop's teach stage; runs from before it have counts only).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def task(conn: sqlite3.Connection, task_id: str) -> dict[str, Any]:
         "WHERE task_id=? GROUP BY run_id", (task_id,))]
     out["generator"] = out["payload"].get("generator") if isinstance(out["payload"], dict) else None
     out["sources"] = source_failures(conn, out)
+    out["proposal"] = proposal_of(conn, out["generator"], task_id)
     return out
 
 
@@ -99,7 +101,34 @@ def teacher(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
                 " AND aborted IS NULL GROUP BY task_id", chunk)})
     for row in accepted:
         row["n"], row["ok"] = played.get(row["id"], (0, 0.0))
-    return {"counts": counts, "accepted": accepted}
+    return {"counts": counts, "accepted": accepted, "proposals": proposals(conn, run_id)}
+
+
+def proposals(conn: sqlite3.Connection, run_id: str, status: str = "") -> list[dict[str, Any]]:
+    """Every stored teacher proposal of the run, by iteration then order: its ``teacher/proposals/<it>``
+    row plus ``iteration``, ``index`` and ``anchor`` (the id of its row on the teacher page)."""
+    out: list[dict[str, Any]] = []
+    rows = conn.execute("SELECT key, value FROM state WHERE run_id=? AND key LIKE 'teacher/proposals/%'",
+                        (run_id,)).fetchall()
+    for key, value in sorted(rows, key=lambda r: int(r[0].rsplit("/", 1)[1])):
+        iteration = int(key.rsplit("/", 1)[1])
+        for index, row in enumerate(json.loads(value)):
+            if not status or row.get("status") == status:
+                out.append({**row, "iteration": iteration, "index": index, "anchor": f"proposal-{iteration}-{index}"})
+    return out
+
+
+def proposal_of(conn: sqlite3.Connection, generator: dict[str, Any] | None, task_id: str) -> dict[str, Any] | None:
+    """The stored proposal that became accepted task ``task_id`` (None for runs from before proposals were stored)."""
+    if not generator or generator.get("iteration") is None or not generator.get("run_id"):
+        return None
+    row = conn.execute("SELECT value FROM state WHERE run_id=? AND key=?",
+                       (generator["run_id"], f"teacher/proposals/{generator['iteration']}")).fetchone()
+    for index, proposal in enumerate(json.loads(row[0]) if row else []):
+        if proposal.get("task_id") == task_id:
+            return {**proposal, "iteration": generator["iteration"], "index": index,
+                    "anchor": f"proposal-{generator['iteration']}-{index}"}
+    return None
 
 
 def reflections(conn: sqlite3.Connection, run_id: str, limit: int = 200) -> list[dict[str, Any]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 from fastapi.responses import Response
 
@@ -48,11 +50,24 @@ def register(app: FastAPI, view: View) -> None:
         return view.page("memory.html", store=store, item=item, run_id=item["run_id"] or "")
 
     @app.get("/s/{store}/teacher")
-    def teacher(store: str, run: str = "", format: str = "html") -> Response:
+    def teacher(store: str, run: str = "", status: str = "", format: str = "html") -> Response:
+        """Counts, every proposal (``status`` filters them) and the accepted tasks; ``format=jsonl``
+        downloads the accepted tasks, ``format=proposals-jsonl`` the (filtered) proposals."""
         with connect(view.ref(store)) as conn:
             run_id = view.default_run(conn, run)
             q.run(conn, run_id)
             info = lineage.teacher(conn, run_id)
+        everything = info["proposals"]
+        shown = [p for p in everything if not status or p.get("status") == status]
         if format == "jsonl":
             return view.jsonl(info["accepted"], "teacher.jsonl")
-        return view.page("teacher.html", store=store, run_id=run_id, info=info, names=lineage.TEACHER_COUNTS)
+        if format == "proposals-jsonl":
+            return view.jsonl(shown, "teacher-proposals.jsonl")
+        accepted = {t["id"]: t for t in info["accepted"]}
+        iterations: dict[int, list[dict[str, Any]]] = {}
+        for p in shown:
+            p["accepted_task"] = accepted.get(p["task_id"]) if p.get("task_id") else None
+            iterations.setdefault(p["iteration"], []).append(p)
+        statuses = sorted({p.get("status") or "" for p in everything})
+        return view.page("teacher.html", store=store, run_id=run_id, info=info, names=lineage.TEACHER_COUNTS,
+                         iterations=iterations, statuses=statuses, shown_status=status, n_proposals=len(everything))
