@@ -435,3 +435,41 @@ def test_evaluations_of_two_stores_compare_task_by_task(run_dir, tmp_path, store
     same = get(viewer, f"/s/run/evals?run={RUN}&a=run:{last}&b=twin:{last}")
     assert f"<b>0</b> wins, <b>0</b> losses, {n} ties" in same
     assert "no store named" in text_of(get(viewer, f"/s/run/evals?run={RUN}&a=1&b=nope:1", 404), "error-message")
+
+
+def test_run_page_shows_transfer_sets_and_evals_compares_them(client, tmp_path):
+    """A run with two ``[[eval.transfer]]`` sets (``test_transfer_eval``'s config): the run page's
+    Transfer table holds ``transfer_summary``'s figures, and its paired link compares the set's
+    first and last evaluation on the ``/evals`` page."""
+    from test_transfer_eval import CONFIG as TRANSFER_CONFIG
+
+    from selfgym.config import load_toml
+    from selfgym.models import tiny_model_dir
+    from selfgym.run.loop import train
+    from selfgym.run.loopconfig import RunConfig
+    from selfgym.run.report import transfer_summary
+
+    (tmp_path / "run.toml").write_text(TRANSFER_CONFIG.format(name="xfer", model=str(tiny_model_dir())))
+    train(load_toml(tmp_path / "run.toml", RunConfig), tmp_path / "xrun")
+    with Store(tmp_path / "xrun") as xstore:
+        transfer = xstore.evals("xfer", transfer=True)
+        summary = {row["name"]: row for row in transfer_summary(transfer)}
+    xclient = TestClient(create_app([tmp_path / "xrun"]))
+    page = get(xclient, "/s/xrun/run?run=xfer")
+    assert 'id="transfer"' in page and set(summary) == {"humaneval", "unseen"}
+    for name, row in summary.items():
+        for key in ("first", "within"):
+            m = row[key]
+            cells = re.search(rf'data-transfer="{name}" data-measure="{key}">(.*?)</tr>', page, re.S)
+            assert cells, (name, key)
+            assert f'class="transfer-before">{m["before"]:.3f} [{m["before_ci95"][0]:.3f}, ' in cells.group(1)
+            assert f'class="transfer-after">{m["after"]:.3f} [' in cells.group(1)
+            assert f'class="transfer-change">{m["change"]:+.3f} [' in cells.group(1)
+    with sqlite3.connect(tmp_path / "xrun" / "store.sqlite") as db:
+        a, b = (r[0] for r in db.execute("SELECT id FROM eval_results WHERE split='transfer:humaneval' ORDER BY id"))
+    assert f'href="/s/xrun/evals?run=xfer&amp;a={a}&amp;b={b}&amp;measure=first"' in page
+    paired = get(xclient, f"/s/xrun/evals?run=xfer&a={a}&b={b}&measure=first")
+    n = summary["humaneval"]["first"]["paired_tasks"]
+    assert n and f"{n} tasks scored by both" in paired
+    assert "<td>transfer:humaneval</td>" in paired  # listed with the held-out evaluations
+    assert 'id="transfer"' not in get(client, f"/s/run/run?run={RUN}")  # not a table for a run without sets

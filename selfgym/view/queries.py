@@ -71,10 +71,12 @@ def run_summary(conn: sqlite3.Connection, row: sqlite3.Row) -> dict[str, Any]:
             "first_eval": evals[0] if evals else None, "last_eval": evals[-1] if evals else None}
 
 
-def run_evals(conn: sqlite3.Connection, run_id: str) -> list[dict[str, Any]]:
-    """The run's held-out evaluations (not the transfer ones), oldest first; ``metrics`` parsed."""
+def run_evals(conn: sqlite3.Connection, run_id: str, *, transfer: bool = False) -> list[dict[str, Any]]:
+    """The run's held-out evaluations (``transfer``: its ``transfer:<name>`` ones instead), oldest
+    first; ``metrics`` parsed."""
+    like = "LIKE" if transfer else "NOT LIKE"
     rows = conn.execute("SELECT id, run_id, checkpoint_id, env_id, split, iteration, metrics, created_at "
-                        "FROM eval_results WHERE run_id=? AND split NOT LIKE 'transfer:%' ORDER BY id",
+                        f"FROM eval_results WHERE run_id=? AND split {like} 'transfer:%' ORDER BY id",
                         (run_id,)).fetchall()
     return [{**dict(r), "metrics": json.loads(r["metrics"])} for r in rows]
 

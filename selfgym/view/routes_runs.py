@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
+from selfgym.run.report import transfer_summary
 from selfgym.view import lineage
 from selfgym.view import queries as q
 from selfgym.view.app import View, live, status, timeline
@@ -27,6 +28,15 @@ def _before_after(run: dict[str, Any]) -> list[dict[str, Any]]:
             for name, x, y in groups if "success_rate" in x and "success_rate" in y]
 
 
+def _transfer(evals: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per transfer set, ``selfgym.run.report.transfer_summary``'s row plus the ids of its first and
+    last evaluation (the paired ``/evals`` page of the two)."""
+    ids: dict[str, list[int]] = {}
+    for e in sorted(evals, key=lambda e: (e["iteration"] if e["iteration"] is not None else -1, e["id"])):
+        ids.setdefault(e["split"].removeprefix("transfer:"), []).append(e["id"])
+    return [{**row, "a": ids[row["name"]][0], "b": ids[row["name"]][-1]} for row in transfer_summary(evals)]
+
+
 def _pick(store: str, token: str) -> tuple[str, int]:
     """``ID`` (this store) or ``STORE:ID`` (an evaluation of another store shown, e.g. an ablation variant)."""
     name, _, number = token.rpartition(":")
@@ -35,10 +45,13 @@ def _pick(store: str, token: str) -> tuple[str, int]:
     except ValueError:
         raise ViewError(400, "Bad evaluation", f"an evaluation is ID or STORE:ID, got {token!r}.") from None
 
-def _load(view: View, store: str, token: str) -> dict[str, Any]:
+def _load(view: View, store: str, token: str, measure: str = "") -> dict[str, Any]:
     name, eval_id = _pick(store, token)
     with connect(view.ref(name)) as conn:
-        return {**q.eval_row(conn, eval_id), "store": name, "key": f"{name}:{eval_id}"}
+        row = {**q.eval_row(conn, eval_id), "store": name, "key": f"{name}:{eval_id}"}
+    if measure == "first" and "first_attempt" in row["metrics"]:  # a transfer evaluation's first attempts
+        row["metrics"] = row["metrics"]["first_attempt"]
+    return row
 
 def _choices(view: View) -> list[dict[str, Any]]:
     """Every evaluation of every readable store (the B menu: compare runs, not only iterations)."""
@@ -86,9 +99,10 @@ def register(app: FastAPI, view: View) -> None:
             info = q.run(conn, run_id)
             rows, stages, svg = timeline(conn, run_id)
             checkpoints = q.checkpoints(conn, run_id)
+            transfer = _transfer(q.run_evals(conn, run_id, transfer=True))
         info["status"] = status(ref, info)
         return view.page("run.html", store=store, run=info, rows=rows, stages=stages, svg=svg,
-                         before_after=_before_after(info), checkpoints=checkpoints, run_id=run_id)
+                         before_after=_before_after(info), checkpoints=checkpoints, run_id=run_id, transfer=transfer)
 
     @app.get("/s/{store}/run/live")
     def run_live(store: str, run: str = "") -> JSONResponse:
@@ -103,14 +117,18 @@ def register(app: FastAPI, view: View) -> None:
         return Response(svg, media_type="image/svg+xml")
 
     @app.get("/s/{store}/evals")
-    def evals_page(store: str, run: str = "", a: str = "", b: str = "", format: str = "html") -> Response:
+    def evals_page(store: str, run: str = "", a: str = "", b: str = "", measure: str = "",
+                   format: str = "html") -> Response:
+        """Held-out and transfer evaluations; ``a`` and ``b`` compared task by task (``measure=first``:
+        a transfer evaluation's first-attempt outcomes instead of those within its attempts)."""
         with connect(view.ref(store)) as conn:
             run_id = view.default_run(conn, run)
             q.run(conn, run_id)
             evals = q.run_evals(conn, run_id)
+            transfer = q.run_evals(conn, run_id, transfer=True)
         if not a and not b and len(evals) >= 2:
             a, b = str(evals[0]["id"]), str(evals[-1]["id"])
-        ea, eb = (_load(view, store, a) if a else None), (_load(view, store, b) if b else None)
+        ea, eb = (_load(view, store, a, measure) if a else None), (_load(view, store, b, measure) if b else None)
         pair = lineage.paired(ea, eb) if ea is not None and eb is not None else None
         if pair is not None:  # held-out tasks are not stored: link only the tasks this store has
             with connect(view.ref(store)) as conn:
@@ -121,5 +139,5 @@ def register(app: FastAPI, view: View) -> None:
             if pair is None:
                 raise ViewError(400, "Nothing to compare", "pass two evaluations: ?a=ID&b=ID (or STORE:ID).")
             return view.jsonl(pair["rows"], "evals-paired.jsonl")
-        return view.page("evals.html", store=store, run_id=run_id, evals=evals, a=ea, b=eb, pair=pair,
-                         options=_choices(view))
+        return view.page("evals.html", store=store, run_id=run_id, evals=evals + transfer, a=ea, b=eb, pair=pair,
+                         options=_choices(view), measure=measure)
