@@ -473,3 +473,37 @@ def test_run_page_shows_transfer_sets_and_evals_compares_them(client, tmp_path):
     assert n and f"{n} tasks scored by both" in paired
     assert "<td>transfer:humaneval</td>" in paired  # listed with the held-out evaluations
     assert 'id="transfer"' not in get(client, f"/s/run/run?run={RUN}")  # not a table for a run without sets
+
+
+def test_ablation_folder_lists_its_variants_with_paired_links(tmp_path):
+    """A real ``selfgym ablate`` folder (two variants, no training: cheap) given as one path: each
+    variant is a store, and /ablation lists them with held-out before/after, the paired difference
+    against ``full`` and links to each run page and to the paired /evals page."""
+    from selfgym.config import load_toml
+    from selfgym.models import tiny_model_dir
+    from selfgym.run.ablate import run_ablation
+    from selfgym.run.loopconfig import RunConfig
+
+    (tmp_path / "run.toml").write_text(loop_helpers.config_text("abl", str(tiny_model_dir()), algorithm="none",
+                                                                iterations=1))
+    config = load_toml(tmp_path / "run.toml", RunConfig)
+    config = replace(config, reflections=replace(config.reflections, enabled=True))
+    result = run_ablation(config, tmp_path / "abl", without=["reflections"])
+    want = {r["variant"]: r for r in result.rows}
+    client = TestClient(create_app([tmp_path / "abl"]))
+    assert json.loads(client.get("/healthz").text)["stores"] == ["full", "no-reflections"]
+    page = get(client, "/ablation")
+    assert page.index('data-variant="full"') < page.index('data-variant="no-reflections"')
+    for variant, row in want.items():
+        cells = re.search(rf'data-variant="{variant}">(.*?)</tr>', page, re.S)
+        assert cells, variant
+        assert f'class="variant-run" href="/s/{variant}/run?run={row["run_id"]}"' in cells.group(1)
+        assert f'class="after">{row["after"]:.3f} [{row["after_ci95"][0]:.3f}, ' in cells.group(1)
+        assert f'class="vs-ref">{row["vs_full"]:+.3f} [' in cells.group(1)
+        assert f'class="tokens">{row["tokens"]:.0f}<' in cells.group(1)
+    link = re.search(r'class="variant-paired" href="([^"]+)"', page)
+    assert link and "full%3A" in link.group(1) and "no-reflections%3A" in link.group(1)
+    paired = get(client, link.group(1).replace("&amp;", "&"))
+    assert f"{want['no-reflections']['paired_tasks']} tasks scored by both" in paired
+    assert 'id="nav-ablation"' in get(client, "/")
+    assert "No folder of two or more runs" in get(TestClient(create_app([tmp_path / "abl" / "full"])), "/ablation")

@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from selfgym.view import queries as q
 from selfgym.view.mirror import mirror
 from selfgym.view.plot import line_plot
-from selfgym.view.source import StoreRef, ViewError, connect, lease_held, store_refs
+from selfgym.view.source import StoreRef, ViewError, connect, discover, lease_held
 
 __all__ = ["View", "create_app", "serve"]
 
@@ -50,11 +50,12 @@ class View:
     """The stores being shown and the page renderer, shared by the routes."""
 
     def __init__(self, run_dirs: Iterable[str | Path]) -> None:
-        self.refs = {ref.name: ref for ref in store_refs(list(run_dirs))}
+        refs, self.groups = discover(list(run_dirs))
+        self.refs = {ref.name: ref for ref in refs}
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(),
                                trim_blocks=True, lstrip_blocks=True)
         self.env.filters.update(ts=_ts, num=_num, tojson_pretty=lambda v: json.dumps(v, indent=2, default=str))
-        self.env.globals.update(urlencode=urlencode, stores=list(self.refs))
+        self.env.globals.update(urlencode=urlencode, stores=list(self.refs), groups=self.groups)
 
     def ref(self, store: str) -> StoreRef:
         if store not in self.refs:
@@ -135,8 +136,9 @@ def live(ref: StoreRef, conn: Any, run_id: str) -> dict[str, Any]:
 
 
 def create_app(run_dirs: Iterable[str | Path]) -> FastAPI:
-    """The viewer over ``run_dirs`` (run directories or ``store.sqlite`` files), read-only."""
-    from selfgym.view import routes_memory, routes_runs, routes_trajectories
+    """The viewer over ``run_dirs`` (run directories, ``store.sqlite`` files, or folders of run
+    directories such as an ablation's: ``selfgym.view.source.discover``), read-only."""
+    from selfgym.view import routes_ablation, routes_memory, routes_runs, routes_trajectories
 
     view = View(run_dirs)
 
@@ -153,6 +155,7 @@ def create_app(run_dirs: Iterable[str | Path]) -> FastAPI:
     routes_runs.register(app, view)
     routes_trajectories.register(app, view)
     routes_memory.register(app, view)
+    routes_ablation.register(app, view)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import sqlite3
 import struct
@@ -21,7 +22,7 @@ from selfgym.lease import LEASE_SUFFIX
 from selfgym.store import STORE_FILENAME
 from selfgym.store_schema import SCHEMA_VERSION
 
-__all__ = ["StoreRef", "ViewError", "connect", "lease_held", "store_refs"]
+__all__ = ["Group", "StoreRef", "ViewError", "connect", "discover", "lease_held", "store_refs"]
 
 
 class ViewError(Exception):
@@ -59,6 +60,76 @@ def store_refs(paths: list[str | Path]) -> list[StoreRef]:
         taken.add(name)
         refs.append(StoreRef(name=name, path=path))
     return refs
+
+
+@dataclass(frozen=True)
+class Group:
+    """Run directories side by side in one folder (an ablation's variants, a benchmark's methods):
+    ``stores`` are their store names in order, the reference (``full`` where there is one) first."""
+
+    name: str
+    path: Path
+    stores: tuple[str, ...]
+    variants: tuple[str, ...]  # the run directories' folder names, in the order of ``stores``
+
+
+MAX_DEPTH = 3  # runs/ -> methods/ -> <budget>-seed<N>/ -> <method>/ holds the store
+
+
+def _run_dirs_below(folder: Path, depth: int = 1) -> list[Path]:
+    """Run directories (holding a store) under ``folder``, at most ``MAX_DEPTH`` levels down, sorted."""
+    out: list[Path] = []
+    try:
+        children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return out
+    for child in children:
+        if (child / STORE_FILENAME).is_file():
+            out.append(child)
+        elif depth < MAX_DEPTH:
+            out += _run_dirs_below(child, depth + 1)
+    return out
+
+
+def _variant_order(folder: Path, names: list[str]) -> list[str]:
+    """``ablation.json``'s order where the folder has one, else ``full`` (then ``base``) first, the rest sorted."""
+    try:
+        listed = [row["variant"] for row in json.loads((folder / "ablation.json").read_text())]
+    except (OSError, ValueError, TypeError, KeyError):
+        listed = []
+    rank = {name: i for i, name in enumerate(listed)}
+    return sorted(names, key=lambda n: (n not in rank, rank.get(n, 0), n != "full", n != "base", n))
+
+
+def discover(paths: list[str | Path]) -> tuple[list[StoreRef], list[Group]]:
+    """The stores to show and the groups among them.
+
+    A run directory or ``.sqlite`` file is shown as itself (also when it does not exist: its pages say
+    so). A folder without a store (an ablation folder, ``runs/methods/<budget>-seed<N>``, ``runs/``)
+    is searched for run directories; each folder among them holding two or more is a ``Group``.
+    """
+    expanded: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        found = [] if path.suffix == ".sqlite" or (path / STORE_FILENAME).exists() or not path.is_dir() \
+            else _run_dirs_below(path)
+        expanded += found or [path]
+    refs = store_refs(list(expanded))
+    by_parent: dict[Path, dict[str, str]] = {}
+    for ref in refs:
+        by_parent.setdefault(ref.run_dir.resolve().parent, {})[ref.run_dir.name] = ref.name
+    groups, taken = [], set()
+    for folder, members in by_parent.items():
+        if len(members) < 2:
+            continue
+        name, n = folder.name or "runs", 1
+        while name in taken:
+            n += 1
+            name = f"{folder.name}-{n}"
+        taken.add(name)
+        order = _variant_order(folder, list(members))
+        groups.append(Group(name=name, path=folder, stores=tuple(members[v] for v in order), variants=tuple(order)))
+    return refs, groups
 
 
 def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
