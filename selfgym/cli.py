@@ -324,6 +324,8 @@ def ablate_cmd(
 def report_cmd(
     run_dir: Annotated[Path, typer.Argument(help="run directory (holds store.sqlite)")],
     run_id: Annotated[str | None, typer.Option("--run", help="run id (default: the latest in the store)")] = None,
+    viewer: Annotated[str | None, typer.Option(
+        "--viewer", help="base URL of a selfgym view to link into (default: a running one that serves RUN_DIR)")] = None,
 ) -> None:
     """Write the run's HTML report (plots, before/after table) and TensorBoard scalars."""
     from selfgym.run.report import write_report
@@ -331,26 +333,31 @@ def report_cmd(
 
     if not (run_dir / STORE_FILENAME).exists():
         raise SelfgymError(f"{run_dir} has no {STORE_FILENAME}; pass a run directory")
-    path = write_report(run_dir, run_id)
+    path = write_report(run_dir, run_id, viewer=viewer)
     console.print(f"report: {path}", markup=False)
 
 
 @app.command("view")
 def view_cmd(
-    run_dirs: Annotated[list[Path] | None, typer.Argument(help="run directories (default: every run under runs/)")] = None,
+    run_dirs: Annotated[list[Path] | None, typer.Argument(
+        help="run directories, or folders of them such as an ablation's (default: every run under runs/)")] = None,
     host: Annotated[str, typer.Option(help="address to listen on (127.0.0.1: this machine only)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8765,
 ) -> None:
     """Serve a local web app to look inside runs (read-only; works while a run is being written)."""
     from selfgym.store import STORE_FILENAME
     from selfgym.view import serve
+    from selfgym.view.source import discover
 
-    dirs = run_dirs or sorted(p.parent for p in Path("runs").glob(f"*/{STORE_FILENAME}"))
-    if not dirs:
+    # default: runs/ searched for run directories (also an ablation's or bench/methods.py's, further down)
+    dirs = run_dirs or [Path("runs")]
+    refs, groups = discover(dirs)
+    if not run_dirs and not any(ref.path.is_file() for ref in refs):
         raise SelfgymError(f"no run directory given and none under runs/ holds a {STORE_FILENAME}; "
                            "pass one: selfgym view RUN_DIR")
-    console.print(f"selfgym view: http://{host}:{port}/ ({len(dirs)} run director{'y' if len(dirs) == 1 else 'ies'}; "
-                  "Ctrl+C stops it)", markup=False)
+    compared = f", {len(groups)} folder{'' if len(groups) == 1 else 's'} compared on /ablation" if groups else ""
+    console.print(f"selfgym view: http://{host}:{port}/ ({len(refs)} run director{'y' if len(refs) == 1 else 'ies'}"
+                  f"{compared}; Ctrl+C stops it)", markup=False)
     serve(dirs, host=host, port=port)
 
 

@@ -369,29 +369,58 @@ def test_a_live_lease_holder_shows_as_running(run_dir, tmp_path):
     assert viewer.get(f"/s/held/run/live?run={RUN}").json()["status"] == "finished"
 
 
-def test_cli_serves_the_viewer_on_loopback(run_dir):
+def _report_viewer(run_dir: Path, *args: str) -> str:
+    """The ``<p id='viewer'>`` paragraph of the run's report written by ``selfgym report`` ('' if none)."""
+    selfgym = str(Path(sys.executable).parent / "selfgym")
+    subprocess.run([selfgym, "report", str(run_dir), *args], check=True, capture_output=True, timeout=300)
+    match = re.search(r"<p id='viewer'>.*?</p>", (run_dir / "report" / "index.html").read_text(), re.S)
+    return match.group(0) if match else ""
+
+
+def test_cli_serves_the_viewer_on_loopback_and_the_report_links_into_it(run_dir, tmp_path, monkeypatch):
+    """``selfgym view`` registers itself while it runs (outside the run dir), ``selfgym report`` then
+    links the run's pages in it; a dead viewer's entry gives no links; ``--viewer`` forces a URL."""
     import urllib.request
 
+    from selfgym.view.registry import registry_dir
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg"))
+    (tmp_path / "xdg").mkdir()
+    served = tmp_path / "served"
+    shutil.copytree(run_dir, served, ignore=shutil.ignore_patterns("checkpoints", "report"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     selfgym = str(Path(sys.executable).parent / "selfgym")
-    proc = subprocess.Popen([selfgym, "view", str(run_dir), "--port", str(port)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([selfgym, "view", str(served), "--port", str(port)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
         assert f"http://127.0.0.1:{port}/" in proc.stdout.readline()
         deadline = time.monotonic() + 60
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/s/run/run?run={RUN}", timeout=5) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/s/served/run?run={RUN}", timeout=5) as r:
                     assert r.status == 200 and b'id="run-status"' in r.read()
                     break
             except OSError:
                 assert time.monotonic() < deadline and proc.poll() is None, "selfgym view did not answer"
                 time.sleep(0.2)
+        entry = registry_dir() / f"{proc.pid}.json"
+        assert json.loads(entry.read_text())["stores"] == {"served": str((served / "store.sqlite").resolve())}
+        links = _report_viewer(served)
+        base = f"http://127.0.0.1:{port}"
+        assert f"pid {proc.pid}" in links and f"href='{base}'" in links
+        for page in ("run", "trajectories", "teacher"):
+            assert f"href='{base}/s/served/{page}?run={RUN}'" in links
+        assert not list(served.glob("*.json")) and not (served / "viewers").exists()  # nothing in the run dir
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    assert not entry.exists(), "the viewer's entry is removed on exit"
+    entry.write_text(json.dumps({"pid": proc.pid, "url": base, "stores": {"served": str(served / "store.sqlite")}}))
+    assert _report_viewer(served) == ""  # a dead pid's entry links nothing
+    forced = _report_viewer(served, "--viewer", "http://example.org:9000/")
+    assert "given with --viewer" in forced and f"href='http://example.org:9000/s/served/run?run={RUN}'" in forced
     empty = run_dir.parent / "empty"
     empty.mkdir(exist_ok=True)
     out = subprocess.run([selfgym, "view"], capture_output=True, text=True, timeout=60, cwd=empty)

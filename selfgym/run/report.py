@@ -129,8 +129,14 @@ def _before_after(evals: list[dict[str, Any]]) -> list[tuple[str, str, str, str]
     return rows
 
 
-def write_report(run_dir: str | Path, run_id: str | None = None, *, tensorboard: bool = True) -> Path:
-    """Write ``<run>/report/index.html`` (+ PNGs, + TensorBoard scalars); return the HTML path."""
+def write_report(run_dir: str | Path, run_id: str | None = None, *, tensorboard: bool = True,
+                 viewer: str | None = None) -> Path:
+    """Write ``<run>/report/index.html`` (+ PNGs, + TensorBoard scalars); return the HTML path.
+
+    Args:
+        viewer: base URL of a ``selfgym view`` to link the run's pages in (default: a live viewer
+            registered as serving this run directory, if any; none, no links).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -162,7 +168,8 @@ def write_report(run_dir: str | Path, run_id: str | None = None, *, tensorboard:
     for stem, _, png in figures:
         (out / f"{stem}.png").write_bytes(png)
     html_path = out / "index.html"
-    html_path.write_text(_html(run_id, store, evals, figures, off), encoding="utf-8")
+    html_path.write_text(_html(run_id, store, evals, figures, off, _viewer(store.path, run_id, viewer)),
+                         encoding="utf-8")
     if tensorboard:
         _write_tensorboard(out / "tensorboard", series, evals)
     store.close()
@@ -225,8 +232,32 @@ def _fmt(value: float | None, ci: Any = None, sign: str = "") -> str:
     return f"{value:{sign}.3f}" + (f" [{ci[0]:{sign}.3f}, {ci[1]:{sign}.3f}]" if ci else "")
 
 
+def _viewer(store_path: Path, run_id: str, forced: str | None) -> dict[str, Any] | None:
+    """The viewer the report links to: ``forced`` (a base URL), else a live registered viewer that
+    serves this store; its base URL, what it is, and the run's deep links."""
+    from selfgym.view.registry import find_viewer, run_links
+
+    found = find_viewer(store_path)
+    if forced:  # the store's name there: the registered one, else the name a viewer of this run dir gives it
+        name = found[1] if found else "".join(c if c.isalnum() or c in "-_." else "_"
+                                              for c in store_path.parent.resolve().name) or "run"
+        return {"url": forced.rstrip("/"), "what": "given with --viewer", "links": run_links(forced, name, run_id)}
+    if found is None:
+        return None
+    entry, name = found
+    return {"url": entry.url, "what": f"selfgym view, pid {entry.pid}", "links": run_links(entry.url, name, run_id)}
+
+
+def _viewer_html(viewer: dict[str, Any]) -> str:
+    esc = html.escape
+    links = " · ".join(f"<a class='viewer-link' href='{esc(url)}'>{esc(label)}</a>"
+                       for label, url in viewer["links"].items())
+    return (f"<p id='viewer'>Live in the viewer at <a href='{esc(viewer['url'])}'>{esc(viewer['url'])}</a> "
+            f"({esc(viewer['what'])}): {links}</p>")
+
+
 def _html(run_id: str, store: Store, evals: list[dict[str, Any]], figures: list[tuple[str, str, bytes]],
-          off: dict[str, str]) -> str:
+          off: dict[str, str], viewer: dict[str, Any] | None = None) -> str:
     run = store.run(run_id) or {}
     n_traj = store.count_trajectories(run_id=run_id)
     n_ok = store.count_trajectories(run_id=run_id, success=True)
@@ -240,6 +271,8 @@ def _html(run_id: str, store: Store, evals: list[dict[str, Any]], figures: list[
         f"<p>{n_traj} trajectories, {n_ok} successful; {len(evals)} held-out evaluations; "
         f"{len(store.checkpoints(run_id))} checkpoints.</p>",
     ]
+    if viewer is not None:
+        parts.append(_viewer_html(viewer))
     rows = _before_after(evals)
     if rows:
         parts.append("<h2>Before / after (held-out, first vs last evaluation)</h2><table>"

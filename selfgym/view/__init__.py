@@ -5,6 +5,16 @@ token log-probabilities, two attempts compared, skills with their versions, the 
 of generated tasks, and paired comparisons of evaluations. See ``selfgym.view.app``.
 """
 
-from selfgym.view.app import create_app, serve
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["create_app", "serve"]
+
+
+def __getattr__(name: str) -> Any:  # the app (FastAPI) loads on first use: the registry does not need it
+    if name in __all__:
+        from selfgym.view import app
+
+        return getattr(app, name)
+    raise AttributeError(name)

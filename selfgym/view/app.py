@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -187,7 +188,24 @@ def _error_pages(app: FastAPI, view: View) -> None:
 
 
 def serve(run_dirs: Iterable[str | Path], *, host: str = "127.0.0.1", port: int = 8765) -> None:
-    """Serve the viewer with uvicorn until interrupted."""
+    """Serve the viewer with uvicorn until interrupted, registered (``selfgym.view.registry``) meanwhile."""
     import uvicorn
 
-    uvicorn.run(create_app(run_dirs), host=host, port=port, log_level="warning")
+    from selfgym.view.registry import register_viewer
+
+    app = create_app(run_dirs)
+    view: View = app.state.view
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else "[::1]" if host == "::" else host
+    entry = register_viewer(f"http://{shown}:{port}", {name: ref.path for name, ref in view.refs.items()})
+    if threading.current_thread() is threading.main_thread():
+        # uvicorn stops on SIGTERM, then raises it again under the handler it found: make that an
+        # exit that runs the ``finally`` below (the default handler would kill the process first)
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        entry.unlink(missing_ok=True)
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)

@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -101,7 +101,7 @@ def _variant_order(folder: Path, names: list[str]) -> list[str]:
     return sorted(names, key=lambda n: (n not in rank, rank.get(n, 0), n != "full", n != "base", n))
 
 
-def discover(paths: list[str | Path]) -> tuple[list[StoreRef], list[Group]]:
+def discover(paths: Sequence[str | Path]) -> tuple[list[StoreRef], list[Group]]:
     """The stores to show and the groups among them.
 
     A run directory or ``.sqlite`` file is shown as itself (also when it does not exist: its pages say
