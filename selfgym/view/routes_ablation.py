@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import numpy as np
 from fastapi import FastAPI
@@ -57,8 +58,6 @@ def rows(view: View, group: Group) -> list[dict[str, Any]]:
 
 
 def _query(ref: dict[str, Any], row: dict[str, Any]) -> str:
-    from urllib.parse import urlencode
-
     return urlencode({"run": ref["run_id"], "a": f"{ref['store']}:{ref['last']['id']}",
                       "b": f"{row['store']}:{row['last']['id']}"})
 
