@@ -26,7 +26,7 @@ from rich.console import Console
 from selfgym.errors import ConfigError
 from selfgym.lease import RunLease
 from selfgym.run.loopconfig import RunConfig
-from selfgym.stats import bootstrap_ci
+from selfgym.run.report import fmt_score, paired
 from selfgym.store import Store
 
 __all__ = ["COMPONENTS", "AblationResult", "fmt_score", "run_ablation", "variants", "write_comparison"]
@@ -136,11 +136,7 @@ def _add_paired(rows: list[dict[str, Any]]) -> None:
     """Paired difference of each variant's final held-out success against ``full`` (same tasks)."""
     full = rows[0]["outcomes"]
     for row in rows:
-        common = sorted(set(full) & set(row["outcomes"]))
-        diffs = [np.mean(row["outcomes"][t]) - np.mean(full[t]) for t in common]
-        row["vs_full"] = float(np.mean(diffs)) if diffs else None
-        row["vs_full_ci95"] = bootstrap_ci(diffs) if diffs else None
-        row["paired_tasks"] = len(common)
+        row["vs_full"], row["vs_full_ci95"], row["paired_tasks"] = paired(full, row["outcomes"])
 
 
 def _plot(rows: list[dict[str, Any]]) -> bytes:
@@ -163,13 +159,6 @@ def _plot(rows: list[dict[str, Any]]) -> bytes:
     png = figure_png(fig)
     plt.close(fig)
     return png
-
-
-def fmt_score(value: float | None, ci: Sequence[float] | None = None, sign: str = "") -> str:
-    if value is None:
-        return "-"
-    text = f"{value:{sign}.3f}"
-    return text + (f" [{ci[0]:{sign}.3f}, {ci[1]:{sign}.3f}]" if ci else "")
 
 
 def write_comparison(out_dir: Path, rows: list[dict[str, Any]]) -> Path:

@@ -85,9 +85,8 @@ def first_attempt_scores(trajectories: Iterable[Trajectory]) -> dict[str, Any]:
     for traj in trajectories:
         if not traj.aborted:
             outcomes[traj.task_id].append(first_attempt(traj))
-    flat = [float(o) for outs in outcomes.values() for o in outs]
-    return {"success_rate": sum(flat) / len(flat) if flat else float("nan"), "ci95": bootstrap_ci(flat),
-            "outcomes": dict(outcomes)}
+    scores = _scores(outcomes, 1)
+    return {"success_rate": scores["success_rate"], "ci95": scores["ci95"], "outcomes": dict(outcomes)}
 
 
 def split_tasks(source: Any, split: str, n_tasks: int, *, env_id: str = "") -> list[Task]:

@@ -20,7 +20,7 @@ import numpy as np
 from selfgym.stats import bootstrap_ci
 from selfgym.store import Store
 
-__all__ = ["PANELS", "figure_png", "paired", "transfer_summary", "write_report"]
+__all__ = ["PANELS", "figure_png", "fmt_score", "paired", "transfer_summary", "write_report"]
 
 # (file stem, title, metric prefixes, y label)
 PANELS: list[tuple[str, str, tuple[str, ...], str]] = [
@@ -218,15 +218,16 @@ def _transfer_html(rows: list[dict[str, Any]]) -> list[str]:
             m = row[key]
             parts.append(
                 f"<tr><td>{esc(row['name'])}</td><td>{row['n_tasks']}</td><td>{label}</td>"
-                f"<td>{_fmt(m['before'], m['before_ci95'])} ({m['before_solved']})</td>"
-                f"<td>{_fmt(m['after'], m['after_ci95'])} ({m['after_solved']})</td>"
-                f"<td>{_fmt(m['change'], m['change_ci95'], '+')}</td></tr>")
+                f"<td>{fmt_score(m['before'], m['before_ci95'])} ({m['before_solved']})</td>"
+                f"<td>{fmt_score(m['after'], m['after_ci95'])} ({m['after_solved']})</td>"
+                f"<td>{fmt_score(m['change'], m['change_ci95'], '+')}</td></tr>")
     parts.append("</table><p>In brackets after a rate: tasks solved. Before: the evaluation before training; "
                  "after: the one after the last iteration, on the same tasks.</p>")
     return parts
 
 
-def _fmt(value: float | None, ci: Any = None, sign: str = "") -> str:
+def fmt_score(value: float | None, ci: Any = None, sign: str = "") -> str:
+    """``0.625 [0.417, 0.833]`` (``sign="+"`` for differences); ``-`` when there is no value."""
     if value is None:
         return "-"
     return f"{value:{sign}.3f}" + (f" [{ci[0]:{sign}.3f}, {ci[1]:{sign}.3f}]" if ci else "")
