@@ -109,22 +109,26 @@ def base_config(budget: dict[str, int], model: str, seed: int) -> dict[str, Any]
                     "grpo": {"train": {"learning_rate": 5e-5, "batch_size": 8, "micro_batch_size": 4}}},
         "eval": {"every": 0, "n_tasks": budget["heldout"], "difficulties": [0.0, 0.25, 0.5],
                  "transfer": [{"name": "unseen", "families": UNSEEN_FAMILIES, "n_tasks": budget["unseen"],
-                               "max_attempts": 3},
-                              {"name": "humaneval", "tasks": "humaneval", "n_tasks": budget["humaneval"],
-                               "max_attempts": 3, "max_tokens": budget["humaneval_tokens"]}]},
+                               "max_attempts": 3}],
+                 "protect": ["humaneval"]},  # kept out of teaching in every run, scored only where chosen
     }
 
 
-def method_config(name: str, budget: dict[str, int], model: str, seed: int) -> RunConfig:
+def method_config(name: str, budget: dict[str, int], model: str, seed: int, *, humaneval: bool = False) -> RunConfig:
+    """``name``'s run config; ``humaneval`` adds the HumanEval transfer set to its evaluations."""
     data = _merge(base_config(budget, model, seed), METHODS[name][1])
     data["name"] = name
     if name != "base":  # the "before" evaluation is the base run's
         data["eval"]["before"] = False
+    if humaneval:
+        data["eval"]["transfer"].append({"name": "humaneval", "tasks": "humaneval", "n_tasks": budget["humaneval"],
+                                         "max_attempts": 3, "max_tokens": budget["humaneval_tokens"]})
     return from_dict(RunConfig, data, where=f"method {name}")
 
 
-def evaluate_untrained(config: RunConfig, run_dir: Path) -> None:
-    """The loop's own "before" evaluations (held-out and transfer, iteration 0) without training."""
+def evaluate_at(config: RunConfig, run_dir: Path, iteration: int, *, heldout: bool) -> None:
+    """The loop's evaluations of ``iteration`` on the run's latest weights and memory: held-out when
+    ``heldout``, and every transfer set of ``config`` not yet scored (a finished set is skipped)."""
     from rich.console import Console
 
     from selfgym.lease import RunLease
@@ -133,9 +137,33 @@ def evaluate_untrained(config: RunConfig, run_dir: Path) -> None:
 
     with RunLease(run_dir, config.name):
         run = open_run(config, run_dir, Console(highlight=False, soft_wrap=True))
-        stages.evaluate_heldout(run, 0)
-        stages.evaluate_transfer(run, 0)
-        run.env.close()
+        try:
+            if heldout:
+                stages.evaluate_heldout(run, iteration)
+            stages.evaluate_transfer(run, iteration)
+        finally:
+            run.env.close()
+
+
+def validation_score(row: dict[str, Any]) -> float:
+    """How a trained method is chosen for HumanEval, on procedural tasks only: held-out tasks of the
+    training families solved plus unseen-family tasks solved within 3 attempts."""
+    return float(sum(sum(any(o) for o in row["evals"][s]["outcomes"].values())
+                     for s in ("heldout", "unseen") if s in row["evals"]))
+
+
+def humaneval_methods(choice: str, names: list[str], rows: dict[str, dict[str, Any]]) -> list[str]:
+    """Which runs get the HumanEval evaluation: ``all``, ``none``, ``best`` (base and the trained
+    method with the best ``validation_score``, ties to the earlier-listed) or a comma list."""
+    if choice == "all":
+        return list(names)
+    if choice == "none":
+        return []
+    if choice == "best":
+        trained = [n for n in names if n != "base"]
+        best = max(trained, key=lambda n: validation_score(rows[n]), default=None)
+        return ["base"] + ([best] if best else [])
+    return [n.strip() for n in choice.split(",") if n.strip()]
 
 
 # ----------------------------------------------------------------------------------- summary
@@ -194,8 +222,12 @@ def _vs(row: dict[str, Any], base: dict[str, Any] | None, set_name: str, first: 
     return _diff(_outcomes(row, set_name, first), _outcomes(base, set_name, first))
 
 
+CHOICE_NOTE = ("the untrained model and the trained method with the most held-out plus unseen-family tasks "
+               "solved: configs are chosen on procedural tasks, HumanEval only scores the choice")
+
+
 def write_results(rows: list[dict[str, Any]], path: Path, *, budget_name: str, budget: dict[str, int],
-                  model: str, seed: int, command: str, seconds: float) -> None:
+                  model: str, seed: int, command: str, seconds: float, chosen: list[str]) -> None:
     base = next((r for r in rows if r["method"] == "base"), None)
     lines = [
         "# Results: the seed methods side by side, and transfer", "",
@@ -212,6 +244,7 @@ def write_results(rows: list[dict[str, Any]], path: Path, *, budget_name: str, b
         "up to 3 submissions with the tests' feedback between them: *first* is first-attempt success, *within 3* "
         "success within the 3. Cells: rate [95% bootstrap CI] (tasks solved / tasks). *vs base*: paired "
         "difference against the untrained model on the same tasks [95% CI].", "",
+        f"HumanEval is scored for: {', '.join(chosen) or 'none'} ({CHOICE_NOTE}).", "",
         "| method | held-out | vs base | unseen first | unseen within 3 | HumanEval first | vs base | "
         "HumanEval within 3 | vs base | train success | tokens | train min |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -296,6 +329,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/methods", help="folder of the runs (one store per method)")
     parser.add_argument("--results", default="docs/results.md")
+    parser.add_argument("--humaneval", default="best",
+                        help="which runs are scored on HumanEval: best (base and the trained method with the best "
+                             "procedural validation score), all, none, or a comma list of methods")
     args = parser.parse_args()
     names = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in names if m not in METHODS]
@@ -315,15 +351,22 @@ def main() -> None:
         print(f"== {name}: {METHODS[name][0]}", flush=True)
         t0 = time.perf_counter()
         if name == "base":
-            evaluate_untrained(config, out / name)
+            evaluate_at(config, out / name, 0, heldout=True)
         else:
             train(config, out / name, resume=True)
         write_report(out / name, name)
         print(f"== {name} done in {time.perf_counter() - t0:.0f}s", flush=True)
+    chosen = humaneval_methods(args.humaneval, names, {name: summarise(out, name) for name in names})
+    for name in chosen:  # HumanEval is scored after the choice, on the run's final weights and memory
+        print(f"== {name}: HumanEval", flush=True)
+        iteration = 0 if name == "base" else budget["iterations"]
+        evaluate_at(method_config(name, budget, model, args.seed, humaneval=True), out / name, iteration, heldout=False)
+        write_report(out / name, name)
     rows = [summarise(out, name) for name in names]
-    command = f"python bench/methods.py --budget {args.budget} --methods {','.join(names)} --seed {args.seed}"
+    command = (f"python bench/methods.py --budget {args.budget} --methods {','.join(names)} --seed {args.seed} "
+               f"--humaneval {args.humaneval}")
     write_results(rows, Path(args.results), budget_name=args.budget, budget=budget, model=args.model, seed=args.seed,
-                  command=command, seconds=time.perf_counter() - started)
+                  command=command, seconds=time.perf_counter() - started, chosen=chosen)
     print(Path(args.results).read_text())
 
 

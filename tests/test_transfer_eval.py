@@ -133,3 +133,28 @@ def test_the_teacher_keeps_away_from_every_transfer_set(tmp_path: Path):
     humaneval = {t.id for t in selfgym.make_task_source("humaneval").tasks("heldout")}
     assert len(humaneval) == 164 and humaneval <= ids
     assert any(i.startswith("strings/") for i in ids) and any(i.startswith("arithmetic/") for i in ids)
+
+
+def test_a_protected_source_is_kept_from_the_teacher_without_being_scored(tmp_path: Path):
+    """``eval.protect`` screens the teacher's proposals against a benchmark the run does not score
+    (a sweep that scores HumanEval only for the runs it picks still never teaches near it)."""
+    from rich.console import Console
+
+    from selfgym.run.assemble import open_run
+    from selfgym.run.stages import protected_tasks
+
+    text = CONFIG.format(name="guard", model=str(tiny_model_dir()))
+    text = text[:text.index("[[eval.transfer]]")] + 'protect = ["humaneval"]\n'
+    (tmp_path / "run.toml").write_text(text)
+    config = load_toml(tmp_path / "run.toml", RunConfig)
+    assert config.eval.transfer == [] and config.eval.protect == ["humaneval"]
+    run = open_run(config, tmp_path / "run", Console(quiet=True))
+    ids = {t.id for t in protected_tasks(run)}
+    run.env.close()
+    humaneval = {t.id for t in selfgym.make_task_source("humaneval").tasks("heldout")}
+    assert humaneval <= ids
+    (tmp_path / "bad.toml").write_text(text.replace('"humaneval"]', '"humaneva"]'))
+    bad = open_run(load_toml(tmp_path / "bad.toml", RunConfig), tmp_path / "bad", Console(quiet=True))
+    with pytest.raises(ConfigError, match="humaneva"):
+        protected_tasks(bad)
+    bad.env.close()

@@ -148,6 +148,9 @@ class EvalSection:
     transfer: list[TransferEval] = field(default_factory=list, metadata={
         "help": "task sets never trained on ([[eval.transfer]] tables), scored before and after: first-attempt "
                 "success and success within max_attempts"})
+    protect: list[str] = field(default_factory=list, metadata={
+        "help": "more task sources (NAME or NAME:PATH, e.g. humaneval) whose held-out tasks are kept out of "
+                "the teacher's proposals, whether or not the run scores them"})
 
     def __post_init__(self) -> None:
         if self.every < 0 or self.n_tasks < 1 or self.k < 1:

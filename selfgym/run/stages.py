@@ -103,11 +103,14 @@ def choose_tasks(run: LoopRun, iteration: int) -> list[tuple[Arm, Task]]:
 # --------------------------------------------------------------------------------------- stages
 def protected_tasks(run: LoopRun) -> list[Task]:
     """The tasks the teacher's proposals must not come close to: the run's held-out split, the
-    evaluation's other source (``eval.tasks``) and every transfer set (all of its tasks)."""
+    evaluation's other source (``eval.tasks``), every transfer set (all of its tasks) and the
+    held-out split of every source in ``eval.protect``."""
     ev = run.config.eval
     tasks = eval_tasks(run.source, "heldout", max(ev.n_tasks, 200), run.config.env.families, [])
     if ev.tasks:
         tasks += list(run.eval_source.tasks(ev.split))
+    for name in ev.protect:
+        tasks += list(task_source_from_spec(name).tasks("heldout", limit=10_000))
     for spec in ev.transfer:
         if spec.tasks:
             tasks += list(task_source_from_spec(spec.tasks).tasks(spec.split))
