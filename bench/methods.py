@@ -12,6 +12,11 @@ procedural Code-v0 families only (``TRAIN_FAMILIES``); each run is scored on
 
 the last two as ``[[eval.transfer]]`` sets: one greedy episode per task with up to 3 submissions and
 the tests' feedback between them, reported as first-attempt success and success within 3 attempts.
+HumanEval costs the most (164 tasks, 384 tokens, 3 attempts), so by default (``--humaneval best``) it
+scores the untrained model and the one trained method with the best procedural validation figures
+(held-out plus unseen-family tasks solved); every run keeps HumanEval out of its teacher's tasks
+(``eval.protect``) whether it is scored or not. ``tt-si`` (test-time self-improvement) trains nothing:
+the untrained model retries the held-out and unseen tasks it failed with its own reflections.
 
 The untrained model is evaluated once (the ``base`` run: the loop's iteration-0 evaluations, no training);
 the other runs skip their identical "before" evaluation and are compared with it task by task
@@ -76,6 +81,8 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
                "trainer": {"algorithm": "grpo", "grpo": {"turn_credit": True}}}),
     "loop-grpo": ("LOOP-style GRPO with a leave-one-out baseline",
                   {"trainer": {"algorithm": "grpo", "grpo": {"advantage": "loo"}}}),
+    "tt-si": ("test-time self-improvement: the untrained model reflects on a failed task and retries it with its "
+              "lessons, twice (no weight update; lessons live only in the evaluation)", {"trainer": {"algorithm": "none"}}),
     "full": ("the full loop: RFT with corrections + teacher + reflections + skills",
              {"env": {"kwargs": {"max_attempts": 3}},
               "teacher": {"enabled": True, "proposals_per_iteration": 8, "solver_attempts": 4, "reward": "band"},
@@ -145,6 +152,61 @@ def evaluate_at(config: RunConfig, run_dir: Path, iteration: int, *, heldout: bo
             run.env.close()
 
 
+TT_SI_ROUNDS = 2  # the plain attempt and two reflect-and-retry rounds: 3 attempts, as the "within 3" columns
+
+
+def evaluate_test_time(config: RunConfig, run_dir: Path, n_unseen: int) -> dict[str, Any]:
+    """TT-SI on the untrained model over the held-out and the unseen-family tasks the loop runs score
+    (the same tasks, greedy, one submission an episode): a plain attempt, then ``TT_SI_ROUNDS`` rounds
+    of reflect-and-retry on the unsolved ones. Kept in ``run_dir/tt-si.json`` (a rerun reads it back)
+    with per-task outcomes plain and with the retries; the trajectories go to the run's store."""
+    import dataclasses
+
+    from rich.console import Console
+
+    from selfgym.lease import RunLease
+    from selfgym.run import stages
+    from selfgym.run.assemble import open_run
+    from selfgym.run.evaluate import first_attempt_scores
+    from selfgym.run.rollout import RolloutConfig
+    from selfgym.run.testtime import RetryConfig, evaluate_with_retries
+    from selfgym.seeds import derive_seed
+    from selfgym.stats import bootstrap_ci
+
+    path = run_dir / "tt-si.json"
+    if path.exists():
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    ev = config.eval
+    with RunLease(run_dir, config.name):
+        run = open_run(config, run_dir, Console(highlight=False, soft_wrap=True))
+        agent = run.agent.with_config(sampling=dataclasses.replace(run.agent.config.sampling, temperature=0.0))
+        sets = {"heldout": stages.eval_tasks(run.eval_source, ev.split, ev.n_tasks, TRAIN_FAMILIES, ev.difficulties),
+                "unseen": stages.eval_tasks(run.source, "heldout", n_unseen, UNSEEN_FAMILIES, [])}
+        out: dict[str, Any] = {"rounds": TT_SI_ROUNDS}
+        try:
+            for name, tasks in sets.items():
+                t0 = time.perf_counter()
+                rollout = RolloutConfig(split="heldout", seed=derive_seed(config.seed, "tt-si", name),
+                                        max_concurrent=config.rollout.max_concurrent, progress=False)
+                result = evaluate_with_retries(run.make_eval_env, agent, tasks, retry=RetryConfig(rounds=TT_SI_ROUNDS),
+                                               rollout=rollout, store=run.store, run_id=f"{run.run_id}/{name}")
+                plain = first_attempt_scores(t for t in result.trajectories if t.info.get("phase") == "plain")
+                solved: dict[str, list[bool]] = {}
+                for traj in result.trajectories:
+                    if not traj.aborted:
+                        solved[traj.task_id] = [bool(solved.get(traj.task_id, [False])[0] or traj.success)]
+                flat = [float(o[0]) for o in solved.values()]
+                out[name] = {"plain": plain, "with_retries": {"success_rate": float(np.mean(flat)),
+                                                              "ci95": bootstrap_ci(flat), "outcomes": solved},
+                             "rounds": result.rounds, "seconds": time.perf_counter() - t0}
+                print(f"  tt-si {name}: plain {plain['success_rate']:.3f}, with retries {np.mean(flat):.3f} "
+                      f"({time.perf_counter() - t0:.0f}s)", flush=True)
+        finally:
+            run.env.close()
+    path.write_text(json.dumps(out, indent=1), encoding="utf-8")
+    return out
+
+
 def validation_score(row: dict[str, Any]) -> float:
     """How a trained method is chosen for HumanEval, on procedural tasks only: held-out tasks of the
     training families solved plus unseen-family tasks solved within 3 attempts."""
@@ -160,7 +222,7 @@ def humaneval_methods(choice: str, names: list[str], rows: dict[str, dict[str, A
     if choice == "none":
         return []
     if choice == "best":
-        trained = [n for n in names if n != "base"]
+        trained = [n for n in names if n not in ("base", "tt-si")]
         best = max(trained, key=lambda n: validation_score(rows[n]), default=None)
         return ["base"] + ([best] if best else [])
     return [n.strip() for n in choice.split(",") if n.strip()]
@@ -227,7 +289,8 @@ CHOICE_NOTE = ("the untrained model and the trained method with the most held-ou
 
 
 def write_results(rows: list[dict[str, Any]], path: Path, *, budget_name: str, budget: dict[str, int],
-                  model: str, seed: int, command: str, seconds: float, chosen: list[str]) -> None:
+                  model: str, seed: int, command: str, seconds: float, chosen: list[str],
+                  test_time: dict[str, Any] | None = None) -> None:
     base = next((r for r in rows if r["method"] == "base"), None)
     lines = [
         "# Results: the seed methods side by side, and transfer", "",
@@ -271,6 +334,20 @@ def write_results(rows: list[dict[str, Any]], path: Path, *, budget_name: str, b
                          f"| {_diff(_outcomes(ra, 'unseen', True), _outcomes(rb, 'unseen', True))} "
                          f"| {_diff(_outcomes(ra, 'humaneval', True), _outcomes(rb, 'humaneval', True))} "
                          f"| {_diff(_outcomes(ra, 'humaneval', False), _outcomes(rb, 'humaneval', False))} |")
+    if test_time is not None:
+        lines += ["", "## Test-time self-improvement (TT-SI)", "",
+                  f"**tt-si**: {METHODS['tt-si'][0]}. Same tasks as the held-out and unseen columns above, greedy, "
+                  f"one submission an episode: the plain attempt, then {test_time['rounds']} reflect-and-retry rounds "
+                  "on the unsolved tasks (3 attempts, as *within 3*, but with the model's own lessons between "
+                  "attempts instead of the tests' feedback inside one episode).", "",
+                  "| set | plain | with reflect-and-retry | vs plain | vs base within 3 (test feedback) | min |",
+                  "|---|---|---|---|---|---|"]
+        for set_name in ("heldout", "unseen"):
+            t = test_time[set_name]
+            plain, retried = t["plain"]["outcomes"], t["with_retries"]["outcomes"]
+            feedback = _outcomes(base, set_name, False) if base is not None and set_name == "unseen" else {}
+            lines.append(f"| {set_name} | {_cell(t['plain'])} | {_cell(t['with_retries'])} | {_diff(retried, plain)} | "
+                         f"{_diff(retried, feedback) if feedback else '-'} | {t['seconds'] / 60:.1f} |")
     teachers = [r for r in rows if r["teacher"]]
     if teachers:
         lines += ["", "## Teacher", "", "Per iteration (0-based; the teacher starts at iteration 1): proposals, "
@@ -352,21 +429,27 @@ def main() -> None:
         t0 = time.perf_counter()
         if name == "base":
             evaluate_at(config, out / name, 0, heldout=True)
+        elif name == "tt-si":
+            evaluate_test_time(config, out / name, budget["unseen"])
+            print(f"== {name} done in {time.perf_counter() - t0:.0f}s", flush=True)
+            continue
         else:
             train(config, out / name, resume=True)
         write_report(out / name, name)
         print(f"== {name} done in {time.perf_counter() - t0:.0f}s", flush=True)
-    chosen = humaneval_methods(args.humaneval, names, {name: summarise(out, name) for name in names})
+    trained = [name for name in names if name != "tt-si"]
+    chosen = humaneval_methods(args.humaneval, trained, {name: summarise(out, name) for name in trained})
     for name in chosen:  # HumanEval is scored after the choice, on the run's final weights and memory
         print(f"== {name}: HumanEval", flush=True)
         iteration = 0 if name == "base" else budget["iterations"]
         evaluate_at(method_config(name, budget, model, args.seed, humaneval=True), out / name, iteration, heldout=False)
         write_report(out / name, name)
-    rows = [summarise(out, name) for name in names]
+    rows = [summarise(out, name) for name in trained]
+    test_time = evaluate_test_time(configs["tt-si"], out / "tt-si", budget["unseen"]) if "tt-si" in names else None
     command = (f"python bench/methods.py --budget {args.budget} --methods {','.join(names)} --seed {args.seed} "
                f"--humaneval {args.humaneval}")
     write_results(rows, Path(args.results), budget_name=args.budget, budget=budget, model=args.model, seed=args.seed,
-                  command=command, seconds=time.perf_counter() - started, chosen=chosen)
+                  command=command, seconds=time.perf_counter() - started, chosen=chosen, test_time=test_time)
     print(Path(args.results).read_text())
 
 
