@@ -2,10 +2,13 @@
 
 Two generation paths, chosen by ``TransformersConfig.batching``:
 
-- ``generate``: ``model.generate`` on a left-padded batch (prompts sorted by length, split into
-  chunks of ``max_batch_size``). Stop strings end a row early; log-probabilities are recorded as
-  the tokens are sampled (one vocabulary-sized row per prompt is held, never the whole history);
-  sampling uses the Gumbel-max trick with its own seeded generator instead of ``torch.multinomial``.
+- ``generate``: a left-padded batch (prompts sorted by length, split into chunks of
+  ``max_batch_size``) decoded by ``agents/decode.py``, which drops a row from the batch when it
+  ends (end of sequence, stop string, length) instead of computing it until the longest row is
+  done; models whose cache is not plain full attention, or a ``cache_implementation``, go through
+  ``model.generate``. Log-probabilities are recorded as the tokens are sampled (one
+  vocabulary-sized row per prompt is held, never the whole history); sampling uses the Gumbel-max
+  trick with seeded generators instead of ``torch.multinomial``.
 - ``continuous``: transformers' continuous batching (``model.generate_batch``, paged KV cache),
   the fast path on a GPU. ``auto`` picks it on CUDA and ``generate`` elsewhere.
 
@@ -32,6 +35,7 @@ from selfgym.errors import ConfigError
 from selfgym.types import Completion
 
 from . import kvcache
+from .decode import RowSampler, decode
 from .policy import ChatMessage, GenerationStats, PolicyError, SamplingParams, cut_at_stop, to_chat
 
 __all__ = ["TransformersConfig", "TransformersPolicy"]
@@ -55,7 +59,7 @@ class TransformersConfig:
     max_context: int = field(default=4096, metadata={"help": "longest prompt + completion (sizes the cache)"})
     name: str | None = field(default=None, metadata={"help": "policy id in trajectories (default: model)"})
     prefix_cache_mb: int = field(
-        default=1024, metadata={"help": "keys/values kept for prompts that extend earlier ones (MB; 0: off)"})
+        default=4096, metadata={"help": "keys/values kept for prompts that extend earlier ones (MB; 0: off)"})
 
     def __post_init__(self) -> None:
         if self.batching not in ("auto", "generate", "continuous"):
@@ -142,7 +146,8 @@ class TransformersPolicy:
         self._cb_key: tuple[Any, ...] | None = None
         self._encoded: dict[str, list[int]] = {}
         self.prefix_cache = kvcache.PrefixCache(self.config.prefix_cache_mb * 2**20)
-        self._reusable = self.config.prefix_cache_mb > 0 and kvcache.supports_reuse(model)
+        self._loopable = kvcache.supports_reuse(model)
+        self._reusable = self.config.prefix_cache_mb > 0 and self._loopable
         self._stats = GenerationStats()
         self._cached_now = 0
 
@@ -154,7 +159,8 @@ class TransformersPolicy:
         base = getattr(model, "get_base_model", lambda: model)()
         base.config.use_cache = True
         self.prefix_cache.clear()  # keys/values of the old weights
-        self._reusable = self.config.prefix_cache_mb > 0 and kvcache.supports_reuse(model)
+        self._loopable = kvcache.supports_reuse(model)
+        self._reusable = self.config.prefix_cache_mb > 0 and self._loopable
 
     def stats(self) -> GenerationStats:
         """Totals since the policy was made (see ``GenerationStats``)."""
@@ -255,6 +261,34 @@ class TransformersPolicy:
         )
 
     def _padded(self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams) -> list[_Row]:
+        """One padded batch: our own decode loop (rows leave as they end, keys/values reused) where
+        the model's cache is plain full attention, else ``model.generate``."""
+        if self._loopable and not self.config.cache_implementation and min(map(len, prompt_ids)) > 1:
+            return self._decoded(prompt_ids, params)
+        return self._generated(prompt_ids, params)
+
+    def _decoded(self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams) -> list[_Row]:
+        import torch
+
+        sampler = RowSampler(temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
+                             seed=params.seed, rows=len(prompt_ids), device=self.device)
+        stopped = (lambda ids: self._ends_in_stop(ids, params.stop)) if params.stop else None
+        with torch.inference_mode():
+            batch = kvcache.prefill(self.model, self.prefix_cache, prompt_ids, params.max_tokens, reuse=self._reusable)
+            self._cached_now += sum(batch.cached)
+            out = decode(self.model, batch.past.layers, prompt_ids, width=batch.width, max_new_tokens=params.max_tokens,
+                         eos_ids=self.eos_ids, sampler=sampler, stopped=stopped, keep_kv=self._reusable,
+                         logprob_temperature=(params.temperature or 1.0) if params.logprobs else None)
+            if self._reusable:
+                kvcache.remember(self.prefix_cache, batch, prompt_ids, out)
+        return list(zip(out.tokens, out.logprobs, batch.cached, strict=True))
+
+    def _ends_in_stop(self, ids: list[int], stop: Sequence[str]) -> bool:
+        """Whether the text of ``ids`` has reached a stop string (only the tail can be new)."""
+        tail = max(len(s) for s in stop) + 4
+        return cut_at_stop(self.tokenizer.decode(ids[-tail:], skip_special_tokens=True), stop)[1]
+
+    def _generated(self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams) -> list[_Row]:
         import torch
         from transformers import (
             LogitsProcessorList,
@@ -279,25 +313,16 @@ class TransformersPolicy:
         kwargs: dict[str, Any] = {"tokenizer": self.tokenizer} if params.stop else {}
         if self.config.cache_implementation:
             kwargs["cache_implementation"] = self.config.cache_implementation
-        reuse = self._reusable and not self.config.cache_implementation and min(map(len, prompt_ids)) > 1
         with torch.inference_mode():
-            batch = kvcache.prefill(self.model, self.prefix_cache, prompt_ids, params.max_tokens) if reuse else None
-            if batch is not None:
-                kwargs["past_key_values"] = batch.past
-                self._cached_now += sum(batch.cached)
             sequences = self.model.generate(
                 input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
                 generation_config=self._generation_config(params, params.max_tokens),
                 logits_processor=processors, **kwargs,
             )
-            generated = sequences[:, width:]
             logprobs = recorder.finish(sequences) if recorder else None
-            gen_rows = generated.tolist()
-            if batch is not None:
-                kvcache.remember(self.prefix_cache, batch, prompt_ids, gen_rows, [self._end(g) for g in gen_rows])
+            gen_rows = sequences[:, width:].tolist()
         lp_rows = logprobs.tolist() if logprobs is not None else [None] * len(gen_rows)
-        cached = batch.cached if batch is not None else [0] * len(gen_rows)
-        return list(zip(gen_rows, lp_rows, cached, strict=True))
+        return [(gen, lp, 0) for gen, lp in zip(gen_rows, lp_rows, strict=True)]
 
     def _continuous(self, prompt_ids: Sequence[Sequence[int]], params: SamplingParams) -> list[_Row]:
         import logging

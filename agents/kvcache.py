@@ -7,19 +7,19 @@ bytes). It is keyed by the token ids alone: no episode ids, so the OpenAI-compat
 same reuse for a request that extends an earlier one, and episodes sharing a system prompt share
 its keys and values.
 
-One padded ``generate`` call with reuse (``prefill`` then ``remember``):
+One padded generate call with reuse (``prefill``, ``decode``, then ``remember``):
 
 1. Each prompt is matched against the cache (and against the prompts of the batch prefilled before
    it): the longest common prefix of token ids wins. Its keys/values are cropped to that prefix, and
    only the rest of the prompt, up to its last token, is run through the model (one row at a time,
    no padding). A trimmed history (old turns dropped) matches up to its first changed token and is
    recomputed from there.
-2. The rows' caches are stacked, left-padded to the batch width, into one ``DynamicCache``;
-   ``model.generate`` then feeds the prompts' last tokens as a batch and decodes as it would have.
-   Positions come from the attention mask, so a row's keys (rotary embedding applied) are the same
-   whatever padding it gets.
-3. After decoding, each row's prompt and generated tokens (up to its end) are stored with their
-   keys/values; the entry a row continued from is dropped (the new one covers it).
+2. The rows' caches are stacked, left-padded to the batch width, into growing cache layers;
+   ``agents.decode.decode`` then feeds the prompts' last tokens as a batch and decodes, dropping
+   rows as they end. Positions come from the attention mask, so a row's keys (rotary embedding
+   applied) are the same whatever padding it gets.
+3. As a row ends its prompt and generated tokens are cloned out with their keys/values, and after
+   the call stored (``remember``); the entry a row continued from is dropped (the new one covers it).
 
 Greedy decoding gives the same tokens as without reuse, and log-probabilities within float
 rounding (the same sums in a different order); ``tests/test_kv_reuse.py`` checks it turn by turn.
@@ -180,6 +180,11 @@ def _growing_layer() -> type:
             self.keys, self.values = keys[:, :, :end], values[:, :, :end]
             return self.keys, self.values
 
+        def select(self, rows: Any) -> None:
+            """Keep only the batch rows ``rows`` (an index tensor), in that order."""
+            self.buffers = (self.buffers[0].index_select(0, rows), self.buffers[1].index_select(0, rows))
+            self.keys, self.values = self.buffers[0][:, :, :self.length], self.buffers[1][:, :, :self.length]
+
         @staticmethod
         def _doubled(buffer: Any) -> Any:
             return torch.cat([buffer, torch.zeros_like(buffer)], dim=2)
@@ -187,8 +192,10 @@ def _growing_layer() -> type:
     return GrowingLayer
 
 
-def prefill(model: Any, cache: PrefixCache, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int) -> Prefill:
-    """Run each prompt but its last token through the model, reusing the longest cached prefix.
+def prefill(model: Any, cache: PrefixCache, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int, *,
+            reuse: bool = True) -> Prefill:
+    """Run each prompt but its last token through the model, reusing the longest cached prefix
+    (``reuse=False``: nothing is reused, not even within the batch).
 
     The batch's cache has room for ``max_new_tokens`` more tokens a row, so decoding never copies it.
     """
@@ -200,7 +207,7 @@ def prefill(model: Any, cache: PrefixCache, prompt_ids: Sequence[Sequence[int]],
     sources: list[CacheEntry | None] = []
     for ids in prompt_ids:
         key = np.asarray(ids[:-1], dtype=np.int64)
-        source, reused = cache.match(key, rows)
+        source, reused = cache.match(key, rows) if reuse else (None, 0)
         rows.append(_row_forward(model, source, reused, ids))
         cached.append(reused)
         sources.append(source if source is not None and id(source) in cache.entries else None)
@@ -222,21 +229,14 @@ def prefill(model: Any, cache: PrefixCache, prompt_ids: Sequence[Sequence[int]],
     return Prefill(past=past, width=width, cached=cached, sources=sources)
 
 
-def remember(cache: PrefixCache, batch: Prefill, prompt_ids: Sequence[Sequence[int]],
-             generated: Sequence[Sequence[int]], ends: Sequence[int]) -> None:
-    """Store each row's fed tokens (prompt, then generated up to ``ends[i]``) with their keys/values.
-
-    ``batch.past`` is the cache ``generate`` grew: it holds every fed token, i.e. all but the last
-    generated one, at columns ``width - len(prompt)`` onwards for each row.
-    """
-    layers = batch.past.layers
-    fed = layers[0].keys.shape[2] - batch.width  # generated tokens whose keys are in the cache
-    for i, (ids, gen) in enumerate(zip(prompt_ids, generated, strict=True)):
-        keep = max(0, min(fed, ends[i]))
-        start = batch.width - len(ids)
-        stop = batch.width + keep
-        kv = [(layer.keys[i, :, start:stop].clone(), layer.values[i, :, start:stop].clone()) for layer in layers]
-        tokens = np.asarray(list(ids) + list(gen[:keep]), dtype=np.int64)
+def remember(cache: PrefixCache, batch: Prefill, prompt_ids: Sequence[Sequence[int]], decoded: Any) -> None:
+    """Store each row's fed tokens (its prompt, then the generated tokens fed back) with the
+    keys/values ``decoded`` (an ``agents.decode.Decoded`` run with ``keep_kv``) took as the row ended."""
+    for i, ids in enumerate(prompt_ids):
+        kv = decoded.kv[i]
+        if kv is None:
+            continue
+        tokens = np.asarray(list(ids) + list(decoded.tokens[i][:decoded.fed[i]]), dtype=np.int64)
         source = batch.sources[i]
         if source is not None and len(ids) > source.prompt_len and batch.cached[i] >= source.prompt_len - _SLACK:
             cache.discard(source)  # this row continued it: the new entry covers what it held
