@@ -48,6 +48,9 @@ class AgentConfig:
     action_format: ActionFormat = field(
         default="text", metadata={"help": "text: the reply is the action; tag: the action is in <action> tags"})
     max_prompt_tokens: int = field(default=3072, metadata={"help": "prompt budget; old turns are dropped to fit"})
+    drop_step: int = field(default=4, metadata={
+        "help": "old turns are dropped this many at a time, so a trimmed prompt keeps its prefix (and the "
+                "backend its cached keys) for several turns"})
     max_observation_chars: int = field(default=16000, metadata={"help": "each observation is cut to this length"})
     memory_k: int = field(default=3, metadata={"help": "items taken from each retriever (skills, reflections)"})
     sampling: SamplingParams = field(default_factory=SamplingParams, metadata={"help": "policy sampling"})
@@ -57,6 +60,8 @@ class AgentConfig:
             raise ConfigError(f"AgentConfig.action_format must be 'text' or 'tag', got {self.action_format!r}")
         if self.max_prompt_tokens < 64:
             raise ConfigError(f"AgentConfig.max_prompt_tokens must be >= 64, got {self.max_prompt_tokens}")
+        if self.drop_step < 1:
+            raise ConfigError(f"AgentConfig.drop_step must be >= 1, got {self.drop_step}")
         if self.memory_k < 0:
             raise ConfigError(f"AgentConfig.memory_k must be >= 0, got {self.memory_k}")
 
@@ -123,7 +128,7 @@ class LLMAgent:
         cap = self.config.max_observation_chars
         history = [(clip_text(o, cap), a) for o, a in episode.history]
         return fit_to_budget(episode.system, history, clip_text(observation, cap), self.policy.count_tokens,
-                             self.config.max_prompt_tokens)
+                             self.config.max_prompt_tokens, self.config.drop_step)
 
     def act_batch(self, episodes: Sequence[AgentEpisode], observations: Sequence[str],
                   infos: Sequence[dict[str, Any]] | None = None, *, seed: int | None = None) -> list[Completion]:

@@ -13,8 +13,8 @@ A prompt is a chat::
     user:      <current observation>
 
 Sections with nothing in them are left out. When the chat is over the token budget, the oldest
-exchanges after the first are dropped (the task stays; the next kept observation says how many
-turns were left out); if that is not enough, long observations are cut in the middle.
+exchanges after the first are dropped, a few at a time (the task stays; the next kept observation
+says how many turns were left out); if that is not enough, long observations are cut in the middle.
 """
 
 from __future__ import annotations
@@ -125,11 +125,16 @@ def fit_to_budget(
     observation: str,
     count_tokens: Callable[[list[dict[str, str]]], int],
     budget: int,
+    drop_step: int = 1,
 ) -> list[dict[str, str]]:
     """The chat for the next action within ``budget`` prompt tokens, dropping and cutting as little as it can.
 
     Returns the smallest change that fits, or the most trimmed chat if nothing fits (a system
-    prompt alone can exceed a tiny budget; the backend then reports the overflow).
+    prompt alone can exceed a tiny budget; the backend then reports the overflow). Exchanges are
+    dropped ``drop_step`` at a time: the count of dropped exchanges is rounded up to a multiple of
+    it, so as a dialogue grows past the budget its trimmed prompt stays an extension of the last
+    one for several turns (a backend reusing the keys of the previous prompt then prefills only the
+    new turn; dropping one exchange a turn would change the prompt right after the task every turn).
     """
     messages = build_messages(system, history, observation)
     if count_tokens(messages) <= budget:
@@ -141,6 +146,7 @@ def fit_to_budget(
             high = mid
         else:
             low = mid + 1
+    high = min(-(-high // drop_step) * drop_step, max(0, len(history) - 1))
     messages = build_messages(system, history, observation, drop=high)
     longest = max(len(m["content"]) for m in messages if m["role"] == "user")
     max_chars = longest

@@ -122,7 +122,9 @@ def eval_cmd(
     max_tokens: Annotated[int | None, typer.Option(min=1, help="LLM agent: new tokens per turn")] = None,
 ) -> None:
     """Score an agent on a split: success rate with a bootstrap 95% CI, pass@k, per family and difficulty."""
+    from selfgym.agents.policy import MeteredPolicy
     from selfgym.run.evaluate import evaluate_tasks, split_tasks
+    from selfgym.run.stages import rollout_metrics, throughput
     from selfgym.store import Store
 
     if backend not in ("local", "ray"):
@@ -166,9 +168,14 @@ def eval_cmd(
         from selfgym.run.distributed import RayConfig, RayRollouts
 
         rollouts = RayRollouts(RayConfig(workers=workers))
-    result, _ = evaluate_tasks(make_env, player, tasks, k=k, seed=seed, max_concurrent=max_concurrent,
-                               progress=console.is_terminal, rollouts=rollouts, store=store, run_id=run_id,
-                               policy_id=name)
+    policy = getattr(player, "policy", None)
+    before = policy.stats() if isinstance(policy, MeteredPolicy) else None
+    result, played = evaluate_tasks(make_env, player, tasks, k=k, seed=seed, max_concurrent=max_concurrent,
+                                    progress=console.is_terminal, rollouts=rollouts, store=store, run_id=run_id,
+                                    policy_id=name)
+    spent = policy.stats() - before if before is not None else None
+    steps = sum(len(t.turns) for t in played.trajectories)
+    cost = rollout_metrics(steps, played.generated_tokens, played.wall_s, spent)
     if store:
         store.add_eval(run_id=run_id, env_id=env_id, split=split, metrics=result.to_dict())
     low, high = result.ci95
@@ -181,8 +188,10 @@ def eval_cmd(
             table.add_row(group, str(scores["n_tasks"]), f"{scores['success_rate']:.3f}",
                           "{:.3f}-{:.3f}".format(*scores["ci95"]))
         console.print(table)
+    console.print(f"{len(played.trajectories)} episodes, {steps} env steps in {played.wall_s:.1f}s"
+                  + throughput(cost), markup=False)
     if json_out:
-        json_out.write_text(json.dumps(result.to_dict(), indent=2))
+        json_out.write_text(json.dumps(result.to_dict() | {"throughput": cost}, indent=2))
 
 
 EnvArgOpt = Annotated[list[str] | None, typer.Option(

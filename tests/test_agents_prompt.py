@@ -70,6 +70,30 @@ def test_fit_to_budget_keeps_task_and_latest_observation() -> None:
     assert small == build_messages("s", [("t", "a")], "x")
 
 
+def test_a_dialogue_past_the_budget_keeps_its_prompt_prefix_for_several_turns() -> None:
+    """Turn after turn past the budget, the trimmed prompt should extend the previous one (so cached
+    keys are reused) on most turns; dropping one exchange a turn changes it right after the task."""
+    def extensions(drop_step: int) -> tuple[int, int]:
+        history = [("THE TASK", "reply 0")]
+        extended = trimmed = 0
+        previous: list[dict[str, str]] | None = None
+        for turn in range(1, 30):
+            fitted = fit_to_budget("system", history, f"observation {turn} " + "lorem " * 20,
+                                   count_with_template, 400, drop_step)
+            assert count_with_template(fitted) <= 400 and fitted[1]["content"] == "THE TASK"
+            if previous is not None and "left out" in "".join(m["content"] for m in previous):
+                trimmed += 1
+                extended += fitted[:len(previous) - 1] == previous[:-1]  # all but the old last observation
+            previous = fitted
+            history.append((fitted[-1]["content"].split("]\n")[-1], f"reply {turn}"))
+        return extended, trimmed
+
+    extended, trimmed = extensions(drop_step=1)
+    assert trimmed >= 12 and extended == 0
+    extended, trimmed = extensions(drop_step=4)
+    assert trimmed >= 12 and extended >= trimmed * 0.6
+
+
 def test_fit_to_budget_cuts_a_huge_observation() -> None:
     huge = "start " + "word " * 5000 + " end"
     fitted = fit_to_budget("sys", [], huge, count_with_template, 400)

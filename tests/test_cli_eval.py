@@ -131,3 +131,23 @@ def test_eval_on_a_chosen_task_file_with_env_args_and_sampling_flags(tmp_path):
     assert all(len(t.turns) == 1 for t in trajs), "max_attempts=1 from --env-arg ends a failed episode at once"
     bad = selfgym("eval", "selfgym/Code-v0", "--tasks", "humaneva", cwd=tmp_path)
     assert bad.returncode != 0 and "no task source registered as 'humaneva'. Did you mean humaneval" in bad.stdout + bad.stderr
+
+
+def test_eval_prints_and_writes_what_the_rollout_cost(tmp_path):
+    """Throughput where users look: the console line and the JSON agree with the stored episodes,
+    and the policy's prefilled plus reused prompt tokens add up to every prompt it was sent."""
+    import json
+
+    from selfgym.agents.models import tiny_model_dir
+
+    out = selfgym("eval", "selfgym/Guess-v0", "--policy", str(tiny_model_dir()), "-n", "2", "--max-tokens", "6",
+                  "--json", str(tmp_path / "scores.json"), "--run-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    trajs = Store(tmp_path / "runs").trajectories()
+    turns = [turn for t in trajs for turn in t.turns]
+    assert f"{len(trajs)} episodes, {len(turns)} env steps in" in out.stdout, out.stdout
+    assert "env steps/s" in out.stdout and "of prompt tokens from the cache" in out.stdout
+    cost = json.loads((tmp_path / "scores.json").read_text())["throughput"]
+    assert cost["tokens/rollout"] == sum(len(turn.completion_ids) for turn in turns)
+    assert cost["tokens/prefilled_rollout"] + cost["tokens/cached_rollout"] == sum(len(t.prompt_ids) for t in turns)
+    assert cost["tokens/cached_rollout"] > 0  # later turns extend earlier ones

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from selfgym.agents.policy import MeteredPolicy
+from selfgym.agents.policy import GenerationStats, MeteredPolicy
 from selfgym.errors import ConfigError
 from selfgym.registry import task_source_from_spec
 from selfgym.run.assemble import LoopRun
@@ -28,7 +28,7 @@ from selfgym.seeds import derive_seed
 from selfgym.types import Split, Task, TaskSource, Trajectory
 
 __all__ = ["add_generated_arms", "throughput", "choose_tasks", "curate_skills", "eval_tasks", "evaluate_heldout",
-           "evaluate_transfer", "play_rollouts", "protected_tasks", "teach", "train_policy", "update_curriculum"]
+           "evaluate_transfer", "play_rollouts", "protected_tasks", "rollout_metrics", "teach", "train_policy", "update_curriculum"]
 
 Metrics = dict[str, float]
 
@@ -183,18 +183,25 @@ def play_rollouts(run: LoopRun, iteration: int, tasks: list[Task]) -> Metrics:
         tokens += result.generated_tokens
         wall += result.wall_s
         steps += sum(len(t.turns) for t in result.trajectories)
+    spent = run.policy.stats() - before if before is not None else None
+    return rollout_metrics(steps, tokens, wall, spent) | _gpu_memory()
+
+
+def rollout_metrics(steps: int, tokens: int, wall: float, spent: GenerationStats | None) -> Metrics:
+    """What a rollout cost: env steps and generated tokens per second, and, from the local
+    policy's counters over the same span (``spent``; a remote policy's work is not seen here),
+    prefilled tokens per second, the share of prompt tokens reused and time in the model vs outside."""
     metrics = {"tokens/rollout": float(tokens), "time/rollout_s": wall}
     if wall > 0:
         metrics |= {"rollout/env_steps_per_s": steps / wall, "rollout/generated_tok_per_s": tokens / wall}
-    if before is not None:  # the local policy's counters (a remote policy's work is not seen here)
-        spent = run.policy.stats() - before
+    if spent is not None:
         metrics |= {"tokens/prefilled_rollout": float(spent.prefilled_tokens),
                     "tokens/cached_rollout": float(spent.cached_tokens),
                     "cache/prompt_hit_rate": spent.cache_hit_rate,
                     "time/rollout_model_s": spent.model_s, "time/rollout_env_s": max(wall - spent.model_s, 0.0)}
         if wall > 0:
             metrics["rollout/prefilled_tok_per_s"] = spent.prefilled_tokens / wall
-    return metrics | _gpu_memory()
+    return metrics
 
 
 def _consecutive(numbers: Iterable[int]) -> list[tuple[int, int]]:
