@@ -173,7 +173,7 @@ def eval_cmd(
     result, played = evaluate_tasks(make_env, player, tasks, k=k, seed=seed, max_concurrent=max_concurrent,
                                     progress=console.is_terminal, rollouts=rollouts, store=store, run_id=run_id,
                                     policy_id=name)
-    spent = policy.stats() - before if before is not None else None
+    spent = policy.stats() - before if isinstance(policy, MeteredPolicy) and before is not None else None
     steps = sum(len(t.turns) for t in played.trajectories)
     cost = rollout_metrics(steps, played.generated_tokens, played.wall_s, spent)
     if store:
