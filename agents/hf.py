@@ -147,7 +147,6 @@ class TransformersPolicy:
         self._encoded: dict[str, list[int]] = {}
         self.prefix_cache = kvcache.PrefixCache(self.config.prefix_cache_mb * 2**20)
         self._loopable = kvcache.supports_reuse(model)
-        self._reusable = self.config.prefix_cache_mb > 0 and self._loopable
         self._stats = GenerationStats()
         self._cached_now = 0
 
@@ -160,7 +159,11 @@ class TransformersPolicy:
         base.config.use_cache = True
         self.prefix_cache.clear()  # keys/values of the old weights
         self._loopable = kvcache.supports_reuse(model)
-        self._reusable = self.config.prefix_cache_mb > 0 and self._loopable
+
+    @property
+    def _reusable(self) -> bool:
+        """Whether keys/values are kept between calls: a cache bound and a plain full-attention model."""
+        return self.config.prefix_cache_mb > 0 and self._loopable
 
     def stats(self) -> GenerationStats:
         """Totals since the policy was made (see ``GenerationStats``)."""
@@ -367,10 +370,6 @@ class TransformersPolicy:
         return [(list(r.generated_tokens), list(r.logprobs) if params.logprobs else None, 0) for r in rows]
 
     # ------------------------------------------------------------------ post-processing
-    def _end(self, generated: list[int]) -> int:
-        """How many tokens of a generated row are real: up to its first end-of-sequence token."""
-        return next((i + 1 for i, token in enumerate(generated) if token in self.eos_ids), len(generated))
-
     def _completion(self, prompt_ids: list[int], generated: list[int], logprobs: list[float] | None,
                     params: SamplingParams, latency: float, cached: int = 0) -> Completion:
         """Cut a generated row where it ended (EOS, stop string or length) and decode it."""
