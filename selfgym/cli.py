@@ -174,8 +174,7 @@ def eval_cmd(
                                     progress=console.is_terminal, rollouts=rollouts, store=store, run_id=run_id,
                                     policy_id=name)
     spent = policy.stats() - before if isinstance(policy, MeteredPolicy) and before is not None else None
-    steps = sum(len(t.turns) for t in played.trajectories)
-    cost = rollout_metrics(steps, played.generated_tokens, played.wall_s, spent)
+    cost = rollout_metrics(played.steps, played.generated_tokens, played.wall_s, spent)
     if store:
         store.add_eval(run_id=run_id, env_id=env_id, split=split, metrics=result.to_dict())
     low, high = result.ci95
@@ -188,7 +187,7 @@ def eval_cmd(
             table.add_row(group, str(scores["n_tasks"]), f"{scores['success_rate']:.3f}",
                           "{:.3f}-{:.3f}".format(*scores["ci95"]))
         console.print(table)
-    console.print(f"{len(played.trajectories)} episodes, {steps} env steps in {played.wall_s:.1f}s"
+    console.print(f"{len(played.trajectories)} episodes, {played.steps} env steps in {played.wall_s:.1f}s"
                   + throughput(cost), markup=False)
     if json_out:
         json_out.write_text(json.dumps(result.to_dict() | {"throughput": cost}, indent=2))

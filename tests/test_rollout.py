@@ -71,7 +71,8 @@ def test_one_generate_call_per_step_and_the_batch_stays_full(tmp_path: Path) -> 
     turns = sum(len(t.turns) for t in result.trajectories)
     assert result.success_rate == 1.0 and len(result.trajectories) == 20
     assert counted.calls[0] == 8 and max(counted.calls) == 8
-    assert len(counted.calls) == result.steps and sum(counted.calls) == turns
+    assert len(counted.calls) == result.policy_calls and sum(counted.calls) == turns == result.steps
+    assert result.policy_calls < result.steps  # batched: one policy call serves up to 8 env steps
     # finished episodes are replaced at once: the batch is full until the queue runs dry
     assert all(size == 8 for size in counted.calls[: len(counted.calls) // 2])
     assert seen == list(range(1, 21))

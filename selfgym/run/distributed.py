@@ -262,7 +262,7 @@ class RayRollouts:
         finally:
             pool.close()
         trajectories = [writer.done[i] for i in sorted(writer.done)]
-        return RolloutResult(trajectories=trajectories, steps=sum(len(t.turns) for t in trajectories),
+        return RolloutResult(trajectories=trajectories,
                              generated_tokens=sum(len(turn.completion_ids) for t in trajectories for turn in t.turns),
                              wall_s=time.perf_counter() - started)
 

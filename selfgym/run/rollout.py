@@ -62,10 +62,15 @@ class RolloutResult:
     """The trajectories (in task-major, attempt-minor order) and what generating them cost."""
 
     trajectories: list[Trajectory]
-    steps: int = 0
+    policy_calls: int = 0  # batched calls to the policy (in-process engine); 0 where each worker calls its own
     generated_tokens: int = 0
     generate_s: float = 0.0
     wall_s: float = 0.0
+
+    @property
+    def steps(self) -> int:
+        """Env steps: one per turn of every trajectory, whichever backend played them."""
+        return sum(len(t.turns) for t in self.trajectories)
 
     @property
     def tokens_per_s(self) -> float:
@@ -184,7 +189,7 @@ class _Engine:
         """One batched policy call for every live episode, then one env step each."""
         slots = sorted(self.live)
         episodes = [self.live[s] for s in slots]
-        seed = derive_seed(self.config.seed, "sampling", self.result.steps) if self.config.seed_sampling else None
+        seed = derive_seed(self.config.seed, "sampling", self.result.policy_calls) if self.config.seed_sampling else None
         start = time.perf_counter()
         try:
             completions = self.agent.act_batch([e.handle for e in episodes], [e.observation for e in episodes],
@@ -195,7 +200,7 @@ class _Engine:
             return
         finally:
             self.result.generate_s += time.perf_counter() - start
-            self.result.steps += 1
+            self.result.policy_calls += 1
         actions = [self.agent.env_action(c) for c in completions]
         outcomes = self._map(self._env_step, slots, [a for a, _ in actions])
         for slot, episode, completion, (action, extract_error), outcome in zip(

@@ -182,7 +182,7 @@ def play_rollouts(run: LoopRun, iteration: int, tasks: list[Task]) -> Metrics:
             run_id=run.run_id, iteration=iteration, policy_id=run.policy_id)
         tokens += result.generated_tokens
         wall += result.wall_s
-        steps += sum(len(t.turns) for t in result.trajectories)
+        steps += result.steps
     spent = run.policy.stats() - before if before is not None else None
     return rollout_metrics(steps, tokens, wall, spent) | _gpu_memory()
 
