@@ -43,7 +43,8 @@ import numpy as np
 from selfgym.config import from_dict
 from selfgym.run.loop import train
 from selfgym.run.loopconfig import RunConfig
-from selfgym.run.report import paired, write_report
+from selfgym.run.report import write_report
+from selfgym.stats import paired_difference
 from selfgym.store import Store
 
 TRAIN_FAMILIES = ["arithmetic", "strings", "lists", "structures"]
@@ -274,7 +275,7 @@ def _cell(metrics: dict[str, Any] | None) -> str:
 
 
 def _diff(a: dict[str, list[bool]], b: dict[str, list[bool]]) -> str:
-    change, ci, n = paired(b, a)
+    change, ci, n = paired_difference(b, a)
     return "-" if change is None else f"{change:+.3f} [{ci[0]:+.2f}, {ci[1]:+.2f}]"
 
 

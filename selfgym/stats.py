@@ -1,13 +1,13 @@
-"""Statistics for evaluation: unbiased pass@k and bootstrap confidence intervals."""
+"""Statistics for evaluation: unbiased pass@k, bootstrap confidence intervals and paired differences."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from math import comb
 
 import numpy as np
 
-__all__ = ["bootstrap_ci", "pass_at_k"]
+__all__ = ["bootstrap_ci", "paired_difference", "pass_at_k"]
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -37,3 +37,14 @@ def bootstrap_ci(
     tail = (1.0 - confidence) / 2
     low, high = np.quantile(means, [tail, 1.0 - tail])
     return float(low), float(high)
+
+
+def paired_difference(before: Mapping[str, Sequence[float]], after: Mapping[str, Sequence[float]],
+                      ) -> tuple[float | None, tuple[float, float] | None, int]:
+    """Mean per-task change from ``before`` to ``after`` (each task's outcomes averaged) over the tasks
+    both scored, its bootstrap 95% CI, and how many tasks were paired (``None, None, 0`` for none)."""
+    common = sorted(set(before) & set(after))
+    diffs = [float(np.mean(after[t])) - float(np.mean(before[t])) for t in common]
+    if not diffs:
+        return None, None, 0
+    return float(np.mean(diffs)), bootstrap_ci(diffs), len(common)

@@ -26,7 +26,8 @@ from rich.console import Console
 from selfgym.errors import ConfigError
 from selfgym.lease import RunLease
 from selfgym.run.loopconfig import RunConfig
-from selfgym.run.report import fmt_score, paired
+from selfgym.run.report import fmt_score
+from selfgym.stats import paired_difference
 from selfgym.store import Store
 
 __all__ = ["COMPONENTS", "AblationResult", "fmt_score", "run_ablation", "variants", "write_comparison"]
@@ -136,7 +137,7 @@ def _add_paired(rows: list[dict[str, Any]]) -> None:
     """Paired difference of each variant's final held-out success against ``full`` (same tasks)."""
     full = rows[0]["outcomes"]
     for row in rows:
-        row["vs_full"], row["vs_full_ci95"], row["paired_tasks"] = paired(full, row["outcomes"])
+        row["vs_full"], row["vs_full_ci95"], row["paired_tasks"] = paired_difference(full, row["outcomes"])
 
 
 def _plot(rows: list[dict[str, Any]]) -> bytes:

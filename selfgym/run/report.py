@@ -15,12 +15,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from selfgym.stats import bootstrap_ci
+from selfgym.stats import paired_difference
 from selfgym.store import Store
 
-__all__ = ["PANELS", "figure_png", "fmt_score", "paired", "transfer_summary", "write_report"]
+__all__ = ["PANELS", "figure_png", "fmt_score", "transfer_summary", "write_report"]
 
 # (file stem, title, metric prefixes, y label)
 PANELS: list[tuple[str, str, tuple[str, ...], str]] = [
@@ -176,16 +174,6 @@ def write_report(run_dir: str | Path, run_id: str | None = None, *, tensorboard:
     return html_path
 
 
-def paired(before: dict[str, list[bool]], after: dict[str, list[bool]]) -> tuple[float | None, Any, int]:
-    """Mean per-task change from ``before`` to ``after`` over their common tasks, its bootstrap 95% CI,
-    and the number of tasks paired."""
-    common = sorted(set(before) & set(after))
-    diffs = [float(np.mean(after[t])) - float(np.mean(before[t])) for t in common]
-    if not diffs:
-        return None, None, 0
-    return float(np.mean(diffs)), bootstrap_ci(diffs), len(common)
-
-
 def transfer_summary(transfer_evals: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per transfer set: first-attempt success and success within ``max_attempts``, first and last
     evaluation with their CIs, and the paired change between them."""
@@ -200,7 +188,7 @@ def transfer_summary(transfer_evals: list[dict[str, Any]]) -> list[dict[str, Any
                                "before_iteration": first["iteration"], "after_iteration": last["iteration"]}
         for key, pick in (("first", lambda m: m["first_attempt"]), ("within", lambda m: m)):
             b, a = pick(first["metrics"]), pick(last["metrics"])
-            change, ci, n = paired(b["outcomes"], a["outcomes"]) if last is not first else (None, None, 0)
+            change, ci, n = paired_difference(b["outcomes"], a["outcomes"]) if last is not first else (None, None, 0)
             row[key] = {"before": b["success_rate"], "before_ci95": b["ci95"], "after": a["success_rate"],
                         "after_ci95": a["ci95"], "change": change, "change_ci95": ci, "paired_tasks": n,
                         "before_solved": sum(any(o) for o in b["outcomes"].values()),

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from selfgym.stats import bootstrap_ci
+from selfgym.stats import paired_difference
 from selfgym.view.mirror import mirror
 from selfgym.view.source import ViewError
 
@@ -221,17 +221,15 @@ def paired(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """Task-by-task comparison of two evaluations' outcomes (the tasks both scored).
 
     A task is a win when its success rate under ``b`` is higher than under ``a``. ``diff`` is the
-    mean paired difference (b - a) with a bootstrap 95% CI (``selfgym.stats.bootstrap_ci``).
+    mean paired difference (b - a) with a bootstrap 95% CI (``selfgym.stats.paired_difference``).
     """
     out_a, out_b = a["metrics"].get("outcomes", {}), b["metrics"].get("outcomes", {})
-    common = sorted(set(out_a) & set(out_b))
-    rows, diffs = [], []
-    for task_id in common:
+    rows = []
+    for task_id in sorted(set(out_a) & set(out_b)):
         ra, rb = float(np.mean(out_a[task_id])), float(np.mean(out_b[task_id]))
-        diffs.append(rb - ra)
         rows.append({"task_id": task_id, "a": ra, "b": rb, "diff": rb - ra,
                      "verdict": "win" if rb > ra else "loss" if rb < ra else "tie"})
-    return {"rows": rows, "n": len(common), "only_a": len(set(out_a) - set(out_b)), "only_b": len(set(out_b) - set(out_a)),
+    diff, ci, n = paired_difference(out_a, out_b)
+    return {"rows": rows, "n": n, "only_a": len(set(out_a) - set(out_b)), "only_b": len(set(out_b) - set(out_a)),
             "wins": sum(r["verdict"] == "win" for r in rows), "losses": sum(r["verdict"] == "loss" for r in rows),
-            "ties": sum(r["verdict"] == "tie" for r in rows),
-            "diff": float(np.mean(diffs)) if diffs else None, "ci95": bootstrap_ci(diffs) if diffs else None}
+            "ties": sum(r["verdict"] == "tie" for r in rows), "diff": diff, "ci95": ci}
