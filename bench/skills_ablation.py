@@ -18,7 +18,11 @@ With ``--agent embedded`` the held-out tasks are played by the embedded SmolLM2-
 ``skills`` module in the sandbox) instead of the scripted coder; the chain that writes the
 library stays scripted.
 
-Run: ``python bench/skills_ablation.py [--chain 60] [--heldout 60] [--skill 0.5] [--agent embedded]``
+``--presentation code,signature`` adds one read-write arm per way of showing a skill in the prompt
+(its whole code, or its signature, one-line doc and a worked import), compared task by task.
+
+Run: ``python bench/skills_ablation.py [--chain 60] [--heldout 60] [--skill 0.5] [--agent embedded]
+[--presentation code,signature]``
 (scripted: under a minute on 2 cores; embedded: a few minutes)
 """
 
@@ -89,10 +93,11 @@ def summary(outcomes: list[float]) -> str:
     return f"{np.mean(outcomes):.3f} [{low:.3f}, {high:.3f}]"
 
 
-def run_arm(mode: str, args: argparse.Namespace, store_dir: str,
-            heldout_agent: Any) -> tuple[list[float], list[float], dict[str, Any]]:
+def run_arm(mode: str, args: argparse.Namespace, store_dir: str, heldout_agent: Any,
+            presentation: str = "code") -> tuple[list[float], list[float], dict[str, Any]]:
     """One arm: the SAGE chain of train tasks (scripted coder), then the held-out tasks played by
-    ``heldout_agent(library)``, a factory or batch agent, with the final library or none."""
+    ``heldout_agent(library)``, a factory or batch agent, with the final library (its skills shown
+    as ``presentation``) or none."""
     from selfgym.run.rollout import RolloutConfig, run_rollouts
 
     family = FAMILIES[args.family]
@@ -110,7 +115,7 @@ def run_arm(mode: str, args: argparse.Namespace, store_dir: str,
                               RolloutConfig(progress=False)).trajectories
         test = run_rollouts(make_env, heldout_agent(None), heldout, RolloutConfig(progress=False)).trajectories
         return [float(t.success) for t in played], _by_task(test, heldout), {"library": 0}
-    library = SkillLibrary(store, SkillsConfig(mode="read-write"), run_id=mode)
+    library = SkillLibrary(store, SkillsConfig(mode="read-write", presentation=presentation), run_id=mode)
     curator = SkillCurator(library, ScriptedExtractor())
     result = run_chain(make_env, lambda env: NoisyCoder(env, library, args.skill, rng), chain, curator)
     test = run_rollouts(skills_env_factory(make_env, library), heldout_agent(library), heldout,
@@ -155,20 +160,25 @@ def main() -> None:
     parser.add_argument("--skill", type=float, default=0.5, help="from-scratch success probability of the policy")
     parser.add_argument("--agent", choices=("scripted", "embedded"), default="scripted",
                         help="who plays the held-out tasks: the scripted coder or the embedded model (greedy)")
+    parser.add_argument("--presentation", default="code",
+                        help="comma list of how prompts show skills (code, signature): one read-write arm each")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    arms = [(f"read-write/{p}", p) for p in args.presentation.split(",")] + [("off", "code")]
     results = {}
     agents = heldout_agents(args)
     with tempfile.TemporaryDirectory() as tmp:
-        for mode in ("read-write", "off"):
-            results[mode] = run_arm(mode, args, f"{tmp}/{mode}", agents)
+        for name, presentation in arms:
+            results[name] = run_arm(name.split("/")[0], args, f"{tmp}/{name.replace('/', '-')}", agents, presentation)
     print(f"family {args.family} d={args.difficulty}, chain {args.chain} (scripted, from-scratch success "
           f"{args.skill}), held-out {args.heldout} played by the {args.agent} agent")
-    for mode, (chain, held, info) in results.items():
-        print(f"  skills {mode:10s} chain {summary(chain)}  held-out {summary(held)}  {info}")
-    diff = [a - b for a, b in zip(results["read-write"][1], results["off"][1], strict=True)]
-    low, high = bootstrap_ci(diff)
-    print(f"  held-out read-write - off (paired): {np.mean(diff):+.3f} [{low:+.3f}, {high:+.3f}]")
+    for name, (chain, held, info) in results.items():
+        print(f"  skills {name:20s} chain {summary(chain)}  held-out {summary(held)}  {info}")
+    names = list(results)
+    for a, b in [(n, "off") for n in names[:-1]] + list(zip(names[:-2], names[1:-1], strict=True)):
+        diff = [x - y for x, y in zip(results[a][1], results[b][1], strict=True)]
+        low, high = bootstrap_ci(diff)
+        print(f"  held-out {a} - {b} (paired): {np.mean(diff):+.3f} [{low:+.3f}, {high:+.3f}]")
 
 
 if __name__ == "__main__":

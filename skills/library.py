@@ -20,6 +20,7 @@ memory that went with a set of weights.
 
 from __future__ import annotations
 
+import ast
 import re
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -58,11 +59,16 @@ class SkillsConfig:
                                        "of an existing skill"})
     retire_min_uses: int = field(default=4, metadata={"help": "uses before a skill can be retired"})
     retire_below: float = field(default=0.25, metadata={"help": "retire a skill whose success rate when used is below"})
+    presentation: Literal["code", "signature"] = field(default="code", metadata={
+        "help": "how a prompt shows a retrieved skill: code (its whole source) | signature (signature, one-line "
+                "doc and a worked example of importing and calling it; shorter, and nothing to copy)"})
     sampling: SamplingParams = field(
         default_factory=lambda: SamplingParams(max_tokens=256, temperature=0.0),
         metadata={"help": "how the extraction prompt is sampled"})
 
     def __post_init__(self) -> None:
+        if self.presentation not in ("code", "signature"):
+            raise ConfigError(f"skills.presentation must be code or signature, got {self.presentation!r}")
         if self.mode not in ("off", "read-only", "read-write"):
             raise ConfigError(f"skills.mode must be off, read-only or read-write, got {self.mode!r}")
         if self.k < 1 or self.max_candidates < 0 or self.retire_min_uses < 1:
@@ -73,7 +79,8 @@ class SkillsConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class Skill:
-    """One verified function. ``id`` names this version; ``text`` is how a prompt shows it."""
+    """One verified function. ``id`` names this version; ``text`` is how a prompt shows it (per
+    ``presentation``, set by the library that retrieved it; not stored)."""
 
     name: str
     description: str
@@ -89,6 +96,7 @@ class Skill:
     uses: int = 0
     successes: int = 0
     status: Literal["active", "retired"] = "active"
+    presentation: Literal["code", "signature"] = field(default="code", compare=False)
 
     @property
     def id(self) -> str:
@@ -97,6 +105,11 @@ class Skill:
     @property
     def text(self) -> str:
         stats = f"used {self.uses}x, {self.successes} successes" if self.uses else "new"
+        if self.presentation == "signature":
+            args = ", ".join(_positional_names(self.signature))
+            return (f"{self.signature}: {self.description} (v{self.version}, {stats})\n"
+                    f"Use it without rewriting it, e.g.:\n```python\nfrom skills import {self.name}\n\n"
+                    f"def solve({args}):\n    return {self.name}({args})\n```")
         return (f"# {self.description} (v{self.version}, {stats})\n# use it with: from skills import {self.name}\n"
                 f"{self.code.strip()}")
 
@@ -105,12 +118,26 @@ class Skill:
         return self.successes / self.uses if self.uses else None
 
     def to_content(self) -> dict[str, Any]:
-        return asdict(self)
+        content = asdict(self)
+        del content["presentation"]  # how one prompt shows it, not part of the skill
+        return content
 
     @classmethod
     def from_content(cls, content: dict[str, Any]) -> Skill:
         names = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in content.items() if k in names})
+
+
+def _positional_names(signature: str) -> list[str]:
+    """The names of the parameters a call passes by position, from ``name(params)`` (``[]`` if it does
+    not parse)."""
+    try:
+        fn = ast.parse(f"def {signature}: pass").body[0]
+    except SyntaxError:
+        return []
+    assert isinstance(fn, ast.FunctionDef)
+    required = fn.args.posonlyargs + fn.args.args
+    return [a.arg for a in required[:len(required) - len(fn.args.defaults)]]
 
 
 def tokens(text: str) -> list[str]:
@@ -197,9 +224,8 @@ class SkillLibrary:
         k = min(k, self.config.k)
         if not skills or k < 1:
             return []
-        if self.config.retriever == "dense":
-            return self._dense(task, skills, k)
-        return self._bm25(task, skills, k)
+        found = self._dense(task, skills, k) if self.config.retriever == "dense" else self._bm25(task, skills, k)
+        return [replace(s, presentation=self.config.presentation) for s in found]
 
     def _bm25(self, task: Task, skills: list[Skill], k: int) -> list[Skill]:
         import bm25s

@@ -120,6 +120,26 @@ def test_a_verified_skill_is_retrieved_for_a_related_task_and_used(library):
     assert not plain.success and "skills" in plain.turns[-1].observation
 
 
+def test_signature_presentation_shows_how_to_import_a_skill_not_its_body(library, tmp_path):
+    sandbox = _env().unwrapped.sandbox
+    assert SkillCurator(library, FixedPolicy(GOOD), sandbox=sandbox).add_verified(
+        parse_candidate(GOOD), source_task_id=TASK_A.id) == "added"
+    assert "str(abs(n))" in library.retrieve(TASK_B, 3)[0].text  # the default shows the code
+    shown = SkillLibrary(library.store, SkillsConfig(mode="read-only", presentation="signature"),
+                         run_id="r").retrieve(TASK_B, 3)
+    text = shown[0].text
+    assert text.startswith("digit_sum(n): Sum of the decimal digits") and "str(abs(n))" not in text
+    assert "from skills import digit_sum" in text and shown[0].id == "skill:digit_sum@v1"
+    assert "presentation" not in library.store.memory("skill")[-1]  # how it is shown is not stored
+    # the worked example runs as written against the library's module
+    (tmp_path / "skills.py").write_text(library.module_source())
+    example = text.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "example.py").write_text(example + "\nassert solve(-45) == 9\n")
+    subprocess.run([sys.executable, "example.py"], cwd=tmp_path, check=True)
+    with pytest.raises(ConfigError, match="presentation"):
+        SkillsConfig(presentation="full")
+
+
 def test_a_candidate_whose_tests_fail_never_enters(library):
     sandbox = _env().unwrapped.sandbox
     wrong = GOOD.replace("assert digit_sum(123) == 6", "assert digit_sum(123) == 7")
