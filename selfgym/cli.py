@@ -133,13 +133,7 @@ def eval_cmd(
         raise SelfgymError(f"--memory {memory} reads the run's store in this process; use --backend local")
     name = f"llm:{policy}" if policy else agent
     env_args = _env_args(env_arg)
-    env_kwargs = dict(env_args)
-    if tasks_spec:
-        if remote:
-            raise SelfgymError("--tasks chooses the tasks of a local env; an env server plays its own (drop --remote)")
-        env_kwargs["task_source"] = selfgym.registry.task_source_from_spec(tasks_spec)
-    if remote:
-        env_kwargs["remote"] = remote
+    env_kwargs = _eval_env_kwargs(env_args, tasks_spec, remote)
     env = selfgym.make(env_id, **env_kwargs)
     try:
         tasks = split_tasks(llm_env(env).task_source, split, n, env_id=env_id)
@@ -177,20 +171,37 @@ def eval_cmd(
     cost = rollout_metrics(played.steps, played.generated_tokens, played.wall_s, spent)
     if store:
         store.add_eval(run_id=run_id, env_id=env_id, split=split, metrics=result.to_dict())
+    _print_eval(f"{env_id} · {split} · {result.n_tasks} tasks x {k}", result)
+    console.print(f"{len(played.trajectories)} episodes, {played.steps} env steps in {played.wall_s:.1f}s"
+                  + throughput(cost), markup=False)
+    if json_out:
+        json_out.write_text(json.dumps(result.to_dict() | {"throughput": cost}, indent=2))
+
+
+def _eval_env_kwargs(env_args: dict[str, Any], tasks_spec: str | None, remote: str | None) -> dict[str, Any]:
+    """``selfgym.make`` keywords for ``selfgym eval``: the ``--env-arg`` values, the ``--tasks`` source
+    and the ``--remote`` server (not both: a server plays its own tasks)."""
+    env_kwargs = dict(env_args)
+    if tasks_spec:
+        if remote:
+            raise SelfgymError("--tasks chooses the tasks of a local env; an env server plays its own (drop --remote)")
+        env_kwargs["task_source"] = selfgym.registry.task_source_from_spec(tasks_spec)
+    if remote:
+        env_kwargs["remote"] = remote
+    return env_kwargs
+
+
+def _print_eval(heading: str, result: Any) -> None:
+    """The scores of ``selfgym eval``: success with its CI, pass@k, then by family and by difficulty."""
     low, high = result.ci95
-    console.print(f"{env_id} · {split} · {result.n_tasks} tasks x {k}: success {result.success_rate:.3f} "
-                  f"(95% CI {low:.3f}-{high:.3f}), " + ", ".join(f"{m} {v:.3f}" for m, v in result.pass_at_k.items()),
-                  markup=False)
+    console.print(f"{heading}: success {result.success_rate:.3f} (95% CI {low:.3f}-{high:.3f}), "
+                  + ", ".join(f"{m} {v:.3f}" for m, v in result.pass_at_k.items()), markup=False)
     for title, groups in (("family", result.by_family), ("difficulty", result.by_difficulty)):
         table = Table(title, "tasks", "success", "95% CI", box=None, header_style="bold")
         for group, scores in groups.items():
             table.add_row(group, str(scores["n_tasks"]), f"{scores['success_rate']:.3f}",
                           "{:.3f}-{:.3f}".format(*scores["ci95"]))
         console.print(table)
-    console.print(f"{len(played.trajectories)} episodes, {played.steps} env steps in {played.wall_s:.1f}s"
-                  + throughput(cost), markup=False)
-    if json_out:
-        json_out.write_text(json.dumps(result.to_dict() | {"throughput": cost}, indent=2))
 
 
 EnvArgOpt = Annotated[list[str] | None, typer.Option(
