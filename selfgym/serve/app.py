@@ -104,13 +104,21 @@ def create_app(config: ServeConfig) -> FastAPI:
     app = FastAPI(title=f"selfgym env server: {env_id}", lifespan=lifespan)
     app.state.pool, app.state.config, app.state.env_id = pool, config, env_id
 
+    _info_routes(app, pool, config.max_sessions, env_id)
+    _play_routes(app, pool, config, env_id)
+    _task_routes(app, catalog)
+    return app
+
+
+def _info_routes(app: FastAPI, pool: SessionPool, max_sessions: int, env_id: str) -> None:
+    """What the server is: health, sessions in use, metadata and the payload schemas (OpenEnv's routes)."""
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "healthy"}
 
     @app.get("/sessions")
     async def sessions() -> dict[str, int]:
-        return {"active": pool.active, "max_sessions": config.max_sessions}
+        return {"active": pool.active, "max_sessions": max_sessions}
 
     @app.get("/metadata")
     async def metadata() -> dict[str, Any]:
@@ -127,6 +135,9 @@ def create_app(config: ServeConfig) -> FastAPI:
     async def state() -> dict[str, Any]:
         return EnvState(env_id=env_id).model_dump()
 
+
+def _play_routes(app: FastAPI, pool: SessionPool, config: ServeConfig, env_id: str) -> None:
+    """Playing: one-shot HTTP ``/reset`` and ``/step`` (a fresh env each), and WebSocket sessions on ``/ws``."""
     @app.post("/reset")
     async def reset(body: Annotated[dict[str, Any] | None, Body()] = None) -> JSONResponse:
         request = body or {}
@@ -150,6 +161,32 @@ def create_app(config: ServeConfig) -> FastAPI:
 
         return await _one_shot(pool, config, play)
 
+    @app.websocket("/ws")
+    async def websocket(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            session = await pool.open(config.step_timeout)
+        except CapacityError as exc:
+            await _refuse(websocket, error_message(ErrorCode.CAPACITY_REACHED, str(exc), active_sessions=exc.active,
+                                                   max_sessions=exc.max_sessions), code=1013)
+            return
+        except Exception as exc:  # noqa: BLE001 - the client is told; the server goes on
+            log.exception("could not make %s for a session", env_id)
+            await _refuse(websocket, error_message(ErrorCode.FACTORY_ERROR, f"could not make {env_id}: {exc!r}",
+                                                   factory_name=env_id), code=1011)
+            return
+        try:
+            await _serve_session(websocket, session, config, env_id)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            pool.release(session)
+            with contextlib.suppress(Exception):
+                await websocket.close()
+
+
+def _task_routes(app: FastAPI, catalog: _Catalog) -> None:
+    """The env's tasks, for a remote client's task source: listing, one task by id, sampling."""
     @app.get("/tasks")
     async def tasks(split: str = "heldout", limit: int | None = None) -> dict[str, Any]:
         def listing(source: Any) -> dict[str, Any]:
@@ -176,31 +213,6 @@ def create_app(config: ServeConfig) -> FastAPI:
             return {"task": chosen.to_dict(), "rng_state": json_safe(rng.bit_generator.state)}
 
         return await asyncio.to_thread(catalog.call, draw)
-
-    @app.websocket("/ws")
-    async def websocket(websocket: WebSocket) -> None:
-        await websocket.accept()
-        try:
-            session = await pool.open(config.step_timeout)
-        except CapacityError as exc:
-            await _refuse(websocket, error_message(ErrorCode.CAPACITY_REACHED, str(exc), active_sessions=exc.active,
-                                                   max_sessions=exc.max_sessions), code=1013)
-            return
-        except Exception as exc:  # noqa: BLE001 - the client is told; the server goes on
-            log.exception("could not make %s for a session", env_id)
-            await _refuse(websocket, error_message(ErrorCode.FACTORY_ERROR, f"could not make {env_id}: {exc!r}",
-                                                   factory_name=env_id), code=1011)
-            return
-        try:
-            await _serve_session(websocket, session, config, env_id)
-        except WebSocketDisconnect:
-            pass
-        finally:
-            pool.release(session)
-            with contextlib.suppress(Exception):
-                await websocket.close()
-
-    return app
 
 
 async def _refuse(websocket: WebSocket, message: str, *, code: int) -> None:
