@@ -224,42 +224,50 @@ def create_app(
 
     @app.post("/v1/chat/completions")
     async def chat(request: ChatRequest) -> dict[str, Any]:
-        if request.stream:
-            raise HTTPException(400, "stream=true is not supported by this server")
-        if request.top_logprobs:
-            raise HTTPException(400, "top_logprobs is not supported by this server; use logprobs=true")
-        model = request.model or policy.name
-        if model not in batcher.policies:
-            raise HTTPException(404, f"model {model!r} is not served here; served: {', '.join(batcher.policies)}")
-        tokenizer = getattr(batcher.policies[model], "tokenizer", None)
-        try:
-            params = SamplingParams(
-                max_tokens=request.max_completion_tokens or request.max_tokens or 256,
-                temperature=request.temperature, top_p=request.top_p, top_k=request.top_k,
-                stop=tuple([request.stop] if isinstance(request.stop, str) else request.stop or ()),
-                seed=request.seed, logprobs=request.logprobs,
-            )
-        except ValueError as exc:
-            raise HTTPException(400, str(exc)) from exc
-        messages = [{"role": m.role, "content": m.content or ""} for m in request.messages]
-        try:
-            copies = (batcher.submit(model, messages, params) for _ in range(max(1, request.n)))
-            outs = await asyncio.gather(*copies)
-        except Exception as exc:
-            raise HTTPException(500, f"generation failed: {type(exc).__name__}: {exc}") from exc
-        body: dict[str, Any] = {
-            "id": new_id("chatcmpl-"), "object": "chat.completion", "created": int(time.time()),
-            "model": model, "choices": [_choice(i, c, request, tokenizer) for i, c in enumerate(outs)],
-            "usage": {"prompt_tokens": len(outs[0].prompt_ids),
-                      "completion_tokens": sum(len(c.completion_ids) for c in outs),
-                      "total_tokens": len(outs[0].prompt_ids) + sum(len(c.completion_ids) for c in outs),
-                      "prompt_tokens_details": {"cached_tokens": outs[0].cached_tokens}},
-        }
-        if request.return_token_ids:
-            body["prompt_token_ids"] = outs[0].prompt_ids
-        return body
+        return await _chat_completion(batcher, policy.name, request)
 
     return app
+
+
+async def _chat_completion(batcher: _Batcher, default_model: str, request: ChatRequest) -> dict[str, Any]:
+    """One ``/v1/chat/completions`` answer: ``request.n`` completions of the named model (else
+    ``default_model``) through the batcher, in the OpenAI body (errors as ``HTTPException``)."""
+    from fastapi import HTTPException
+
+    if request.stream:
+        raise HTTPException(400, "stream=true is not supported by this server")
+    if request.top_logprobs:
+        raise HTTPException(400, "top_logprobs is not supported by this server; use logprobs=true")
+    model = request.model or default_model
+    if model not in batcher.policies:
+        raise HTTPException(404, f"model {model!r} is not served here; served: {', '.join(batcher.policies)}")
+    tokenizer = getattr(batcher.policies[model], "tokenizer", None)
+    try:
+        params = SamplingParams(
+            max_tokens=request.max_completion_tokens or request.max_tokens or 256,
+            temperature=request.temperature, top_p=request.top_p, top_k=request.top_k,
+            stop=tuple([request.stop] if isinstance(request.stop, str) else request.stop or ()),
+            seed=request.seed, logprobs=request.logprobs,
+        )
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from exc
+    messages = [{"role": m.role, "content": m.content or ""} for m in request.messages]
+    try:
+        copies = (batcher.submit(model, messages, params) for _ in range(max(1, request.n)))
+        outs = await asyncio.gather(*copies)
+    except Exception as exc:
+        raise HTTPException(500, f"generation failed: {type(exc).__name__}: {exc}") from exc
+    body: dict[str, Any] = {
+        "id": new_id("chatcmpl-"), "object": "chat.completion", "created": int(time.time()),
+        "model": model, "choices": [_choice(i, c, request, tokenizer) for i, c in enumerate(outs)],
+        "usage": {"prompt_tokens": len(outs[0].prompt_ids),
+                  "completion_tokens": sum(len(c.completion_ids) for c in outs),
+                  "total_tokens": len(outs[0].prompt_ids) + sum(len(c.completion_ids) for c in outs),
+                  "prompt_tokens_details": {"cached_tokens": outs[0].cached_tokens}},
+    }
+    if request.return_token_ids:
+        body["prompt_token_ids"] = outs[0].prompt_ids
+    return body
 
 
 class RunningServer:
