@@ -289,9 +289,15 @@ CHOICE_NOTE = ("the untrained model and the trained method with the most held-ou
                "solved: configs are chosen on procedural tasks, HumanEval only scores the choice")
 
 
+def _choice_note(humaneval: str) -> str:
+    """Why HumanEval scored the methods it did (the bench's ``--humaneval``)."""
+    return {"best": CHOICE_NOTE, "all": "every method", "none": "`--humaneval none`: not scored in this run"
+            }.get(humaneval, "the methods named by `--humaneval`")
+
+
 def write_results(rows: list[dict[str, Any]], path: Path, *, budget_name: str, budget: dict[str, int],
                   model: str, seed: int, command: str, seconds: float, chosen: list[str],
-                  test_time: dict[str, Any] | None = None) -> None:
+                  test_time: dict[str, Any] | None = None, humaneval: str = "best") -> None:
     base = next((r for r in rows if r["method"] == "base"), None)
     lines = [
         "# Results: the seed methods side by side, and transfer", "",
@@ -308,7 +314,7 @@ def write_results(rows: list[dict[str, Any]], path: Path, *, budget_name: str, b
         "up to 3 submissions with the tests' feedback between them: *first* is first-attempt success, *within 3* "
         "success within the 3. Cells: rate [95% bootstrap CI] (tasks solved / tasks). *vs base*: paired "
         "difference against the untrained model on the same tasks [95% CI].", "",
-        f"HumanEval is scored for: {', '.join(chosen) or 'none'} ({CHOICE_NOTE}).", "",
+        f"HumanEval is scored for: {', '.join(chosen) or 'none'} ({_choice_note(humaneval)}).", "",
         "| method | held-out | vs base | unseen first | unseen within 3 | HumanEval first | vs base | "
         "HumanEval within 3 | vs base | train success | tokens | train min |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -450,7 +456,8 @@ def main() -> None:
     command = (f"python bench/methods.py --budget {args.budget} --methods {','.join(names)} --seed {args.seed} "
                f"--humaneval {args.humaneval}")
     write_results(rows, Path(args.results), budget_name=args.budget, budget=budget, model=args.model, seed=args.seed,
-                  command=command, seconds=time.perf_counter() - started, chosen=chosen, test_time=test_time)
+                  command=command, seconds=time.perf_counter() - started, chosen=chosen, test_time=test_time,
+                  humaneval=args.humaneval)
     print(Path(args.results).read_text())
 
 
