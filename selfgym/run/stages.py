@@ -379,7 +379,7 @@ def evaluate_transfer(run: LoopRun, iteration: int) -> Metrics:
                        f"time/transfer_{spec.name}_s": seconds,
                        f"tokens/transfer_{spec.name}": float(result.generated_tokens)})
         run.out.stage(f"transfer eval {spec.name}: {scores.n_tasks} tasks, first attempt {first['success_rate']:.3f} "
-                      f"[{first['ci95'][0]:.3f}, {first['ci95'][1]:.3f}], within {attempts} attempts "
+                      f"[{first['ci95'][0]:.3f}, {first['ci95'][1]:.3f}], within {attempts} attempt{'s' if attempts != 1 else ''} "
                       f"{scores.success_rate:.3f} [{scores.ci95[0]:.3f}, {scores.ci95[1]:.3f}], {seconds:.1f}s")
     if logged:
         run.store.log_metrics(run.run_id, iteration, logged)
