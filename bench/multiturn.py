@@ -63,7 +63,7 @@ def play(policy: TransformersPolicy, env_id: str, turns: int, args: argparse.Nam
     """One rollout of ``args.episodes`` episodes; wall time, the policy's counters and the trajectories."""
     agent = LLMAgent(policy, AgentConfig(sampling=SamplingParams(max_tokens=args.max_tokens, temperature=0),
                                          max_prompt_tokens=args.max_prompt_tokens))
-    config = RolloutConfig(max_concurrent=args.episodes, seed=args.seed, progress=False)
+    config = RolloutConfig(max_concurrent=args.episodes, seed=args.seed, progress=False, stuck_after=0)  # every turn
 
     def make_env() -> gymnasium.Env:
         env = selfgym.make(env_id, max_episode_steps=turns)

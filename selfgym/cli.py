@@ -118,7 +118,8 @@ def eval_cmd(
                         "code-jsonl:FILE; `selfgym envs` lists them)")] = None,
     env_arg: EnvArgOpt = None,
     temperature: Annotated[float | None, typer.Option(
-        min=0.0, help="LLM agent sampling temperature (0: greedy)")] = None,
+        min=0.0, help="LLM agent sampling temperature (0: greedy; default: greedy with -k 1, as the loop's "
+                      "eval, and the agent's own for pass@k)")] = None,
     max_tokens: Annotated[int | None, typer.Option(min=1, help="LLM agent: new tokens per turn")] = None,
 ) -> None:
     """Score an agent on a split: success rate with a bootstrap 95% CI, pass@k, per family and difficulty."""
@@ -139,7 +140,11 @@ def eval_cmd(
         tasks = split_tasks(llm_env(env).task_source, split, n, env_id=env_id)
     finally:
         env.close()
+    if k > 1 and temperature == 0:
+        raise SelfgymError("-k > 1 with --temperature 0 repeats one greedy answer; give a temperature > 0")
     if backend == "local":
+        if temperature is None and k == 1 and name.startswith("llm"):
+            temperature = 0.0  # one attempt is scored greedily, as the loop's eval section does
         player = _sampled(_eval_agent(name, memory, memory_run, seed), temperature, max_tokens)
     elif temperature is not None or max_tokens is not None:
         raise SelfgymError("--temperature and --max-tokens apply with --backend local")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.metadata
+import inspect
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -154,7 +156,29 @@ def make(env_id: str, *, remote: str | None = None, **kwargs: Any) -> gymnasium.
     if remote is not None:
         env: gymnasium.Env = lazy_factory(REMOTE_ENV_ENTRY_POINT)(url=remote, env_id=env_id, **kwargs)
         return env
-    return gymnasium.make(resolve_env_id(env_id), **kwargs)
+    full = resolve_env_id(env_id)
+    try:
+        return gymnasium.make(full, **kwargs)
+    except TypeError as exc:
+        unknown = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+        if unknown is None or unknown.group(1) not in kwargs:
+            raise
+        takes = ", ".join(env_arguments(full)) or "none"
+        raise ConfigError(f"{full} takes no argument {unknown.group(1)!r}; its arguments: {takes}") from exc
+
+
+def env_arguments(env_id: str) -> list[str]:
+    """The keyword arguments ``make(env_id, ...)`` passes on to the env (its constructor's and
+    gymnasium's ``max_episode_steps``), for error messages and docs."""
+    spec = gymnasium.spec(resolve_env_id(env_id))
+    entry = spec.entry_point
+    creator: Any = gymnasium.envs.registration.load_env_creator(entry) if isinstance(entry, str) else entry
+    try:
+        params = inspect.signature(creator).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to read
+        return ["max_episode_steps"]
+    named = [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"]
+    return sorted({*named, "max_episode_steps"})
 
 
 def make_task_source(name: str, **kwargs: Any) -> TaskSource:

@@ -48,7 +48,7 @@ def test_prompt_stays_within_the_token_budget() -> None:
     chatty = FunctionPolicy(lambda chat: "I will guess 5 now. " * 20 + "5")
     agent = LLMAgent(chatty, AgentConfig(max_prompt_tokens=300, sampling=SamplingParams(max_tokens=200)))
     env = selfgym.make("selfgym/Guess-v0", max_episode_steps=8, difficulty=1.0)
-    traj = run_episode(env, agent, seed=1)
+    traj = run_episode(env, agent, seed=1, stuck_after=0)  # the same reply every turn, to the last one
     assert len(traj.turns) == 8
     lengths = [len(t.prompt_ids) for t in traj.turns]
     assert max(lengths) <= 300 < len(chatty.tokenizer.encode(" ".join(t.action for t in traj.turns)))

@@ -133,6 +133,25 @@ def test_eval_on_a_chosen_task_file_with_env_args_and_sampling_flags(tmp_path):
     assert bad.returncode != 0 and "no task source registered as 'humaneva'. Did you mean humaneval" in bad.stdout + bad.stderr
 
 
+def test_eval_scores_one_attempt_greedily_and_samples_for_pass_at_k(tmp_path):
+    """As the loop's eval section: -k 1 is greedy unless told otherwise; pass@k keeps the agent's own
+    temperature; pass@k at temperature 0 (k copies of one answer) is refused."""
+    policy = _RecordingPolicy()
+    with start_server(policy) as running:
+        spec = f"openai:{running.url}#neg-writer"
+        one = selfgym("eval", "selfgym/Guess-v0", "--policy", spec, "-n", "1", cwd=tmp_path)
+        greedy = set(policy.asked)
+        policy.asked.clear()
+        two = selfgym("eval", "selfgym/Guess-v0", "--policy", spec, "-n", "1", "-k", "2", cwd=tmp_path)
+        sampled = set(policy.asked)
+        refused = selfgym("eval", "selfgym/Guess-v0", "--policy", spec, "-n", "1", "-k", "2", "--temperature", "0",
+                          cwd=tmp_path)
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    assert {t for t, _ in greedy} == {0.0}
+    assert {t for t, _ in sampled} == {1.0}
+    assert refused.returncode != 0 and "repeats one greedy answer" in refused.stdout + refused.stderr
+
+
 def test_eval_prints_and_writes_what_the_rollout_cost(tmp_path):
     """Throughput where users look: the console line and the JSON agree with the stored episodes,
     and the policy's prefilled plus reused prompt tokens add up to every prompt it was sent."""

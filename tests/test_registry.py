@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 import selfgym
-from selfgym.errors import UnknownEnvError
+from selfgym.errors import ConfigError, UnknownEnvError
 
 
 def _write_plugin(root):
@@ -59,6 +59,15 @@ def test_unknown_env_suggests_close_ids():
     with pytest.raises(UnknownEnvError, match="Did you mean selfgym/Guess-v0"):
         selfgym.make("Gues-v0")
     assert selfgym.make("Guess-v0").spec.id == "selfgym/Guess-v0"
+
+
+def test_an_argument_the_env_does_not_take_is_named_with_the_ones_it_does():
+    with pytest.raises(ConfigError, match=r"selfgym/Tools-v0 takes no argument 'max_turns'; its arguments: .*"
+                                          r"max_episode_steps.*task_source"):
+        selfgym.make("Tools-v0", max_turns=4)
+    env = selfgym.make("Tools-v0", max_episode_steps=4)  # gymnasium's own keyword still goes through
+    assert env.spec.max_episode_steps == 4
+    env.close()
 
 
 def test_duplicate_registration_is_refused():

@@ -31,7 +31,7 @@ import gymnasium
 
 from selfgym.agents.base import Agent, BatchAgent, SequentialAgents
 from selfgym.errors import ConfigError, InfrastructureError
-from selfgym.run.episode import end_trajectory, run_episode
+from selfgym.run.episode import STUCK_AFTER, end_trajectory, run_episode
 from selfgym.run.rollout import (  # the engine's own task and request rules, so both play the same episodes
     AgentSpec,
     RolloutConfig,
@@ -166,14 +166,14 @@ class EnvWorker:
     def pid(self) -> int:
         return os.getpid()
 
-    def play(self, request: _Request, fields: dict[str, Any]) -> Trajectory:
+    def play(self, request: _Request, fields: dict[str, Any], stuck_after: int = STUCK_AFTER) -> Trajectory:
         if self.env is None:
             return _aborted(request, self.env_id, self.broken or InfrastructureError("no env"), fields)
         fields = dict(fields)
         info = {**fields.pop("info", {}), "group": request.group}
         try:
             traj = run_episode(self.env, self.agent, seed=request.seed, task=request.task,
-                               attempt=request.attempt, info=info, **fields)
+                               attempt=request.attempt, info=info, stuck_after=stuck_after, **fields)
         except InfrastructureError as exc:  # the reset failed (a lost env server): aborted, not raised
             return _aborted(request, self.env_id, exc, fields)
         traj.policy_id = traj.policy_id or _agent_name(self.agent)
@@ -256,7 +256,7 @@ class RayRollouts:
                               "RayConfig.cpus_per_worker (0 for workers that mostly wait on servers)")
         writer = _Writer(store, on_trajectory, on_step_end, first_attempt)
         pool = _Pool(self, ray, lambda index: self._env_factory(env, env_kwargs, index), agent, env_name,
-                     trajectory_fields)
+                     trajectory_fields, config.stuck_after)
         try:
             pool.play(pending, writer, config.progress)
         finally:
@@ -294,9 +294,10 @@ class _Pool:
     """One call's workers: started, fed one episode at a time, replaced when they die, stopped."""
 
     def __init__(self, owner: RayRollouts, ray: Any, env_for: Callable[[int], Callable[[], gymnasium.Env]],
-                 agent: AgentSpec, env_name: str, fields: dict[str, Any]) -> None:
+                 agent: AgentSpec, env_name: str, fields: dict[str, Any], stuck_after: int) -> None:
         self.owner, self.ray, self.env_for, self.agent, self.env_name, self.fields = (
             owner, ray, env_for, agent, env_name, fields)
+        self.stuck_after = stuck_after
         self.worker_cls = ray.remote(num_cpus=owner.config.cpus_per_worker, max_restarts=0,
                                      scheduling_strategy="SPREAD")(EnvWorker)  # over the nodes
         replacements = owner.config.max_replacements
@@ -314,7 +315,7 @@ class _Pool:
     def dispatch(self, actor: Any, pending: list[_Request]) -> None:
         if pending:
             request = pending.pop()
-            self.in_flight[actor.play.remote(request, self.fields)] = (actor, request)
+            self.in_flight[actor.play.remote(request, self.fields, self.stuck_after)] = (actor, request)
 
     def play(self, pending: list[_Request], writer: _Writer, progress_bar: bool) -> None:
         """Every pending episode to the workers; each result (or loss) to the writer."""

@@ -57,6 +57,9 @@ class RolloutSection:
     tasks_per_iteration: int = field(default=8, metadata={"help": "tasks drawn by the curriculum per iteration"})
     group_size: int = field(default=2, metadata={"help": "attempts per task (the G of GRPO)"})
     max_concurrent: int = field(default=16, metadata={"help": "episodes in flight (one batched generate per step)"})
+    stuck_after: int = field(default=4, metadata={
+        "help": "an episode whose same action got the same answer this many times in a row ends there (truncated), "
+                "in training rollouts and evaluations; 0: never"})
     backend: Literal["local", "ray"] = field(
         default="local", metadata={"help": "local: the in-process engine | ray: Ray env workers playing whole "
                                            "episodes ($RAY_ADDRESS, else a local Ray instance)"})
@@ -73,6 +76,8 @@ class RolloutSection:
     def __post_init__(self) -> None:
         if self.tasks_per_iteration < 1 or self.group_size < 1 or self.max_concurrent < 1 or self.ray_workers < 1:
             raise ConfigError("rollout.tasks_per_iteration, group_size, max_concurrent and ray_workers must be >= 1")
+        if self.stuck_after < 0 or self.stuck_after == 1:
+            raise ConfigError(f"rollout.stuck_after must be 0 (off) or >= 2, got {self.stuck_after}")
         if (self.policy_url or self.env_servers) and self.backend != "ray":
             raise ConfigError("rollout.policy_url and rollout.env_servers are used by backend = 'ray' only; "
                               "set rollout.backend = 'ray'")

@@ -8,7 +8,8 @@ full. Tasks come in groups of ``group_size`` attempts (GRPO's groups); episode `
 seed ``seed + i``.
 
 Turns are recorded by ``selfgym.run.episode.record_turn``, as in ``run_episode``: the observation the agent saw, its reply
-(token-exact), the reward, and ``parse_error`` = the env's ``info["action_error"]``. An
+(token-exact), the reward, and ``parse_error`` = the env's ``info["action_error"]``. An episode whose
+agent is stuck (``RolloutConfig.stuck_after`` identical exchanges in a row) ends there, truncated. An
 ``InfrastructureError`` (a dead sandbox, a failed policy server) aborts only the episodes it hit:
 they are stored as ``aborted``, counted and never scored; the run goes on.
 """
@@ -29,7 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from selfgym.agents.base import Agent, BatchAgent, SequentialAgents
 from selfgym.envs.base import llm_env
 from selfgym.errors import ConfigError, InfrastructureError
-from selfgym.run.episode import end_trajectory, record_turn
+from selfgym.run.episode import STUCK_AFTER, end_trajectory, record_turn
 from selfgym.seeds import derive_seed
 from selfgym.store import Store
 from selfgym.types import Task, Trajectory
@@ -49,12 +50,17 @@ class RolloutConfig:
     difficulty: float | None = field(
         default=None, metadata={"help": "difficulty of sampled tasks (default: the env's own setting)"})
     env_workers: int = field(default=1, metadata={"help": "threads stepping envs at once (slow sandboxes)"})
+    stuck_after: int = field(default=STUCK_AFTER, metadata={
+        "help": "end an episode (truncated) when the same action got the same answer this many times in a row; "
+                "0: never"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
     def __post_init__(self) -> None:
         for name in ("group_size", "max_concurrent", "env_workers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"RolloutConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.stuck_after < 0 or self.stuck_after == 1:
+            raise ConfigError(f"RolloutConfig.stuck_after must be 0 (off) or >= 2, got {self.stuck_after}")
 
 
 @dataclass
@@ -209,7 +215,8 @@ class _Engine:
             if isinstance(outcome, InfrastructureError):
                 self._finish(self.live.pop(slot), aborted=outcome)
                 continue
-            ended = record_turn(episode.traj, episode.observation, completion, action, extract_error, outcome)
+            ended = record_turn(episode.traj, episode.observation, completion, action, extract_error, outcome,
+                                stuck_after=self.config.stuck_after)
             episode.observation, episode.info = outcome[0], outcome[4]
             if ended:
                 self._finish(self.live.pop(slot))

@@ -176,6 +176,7 @@ def play_rollouts(run: LoopRun, iteration: int, tasks: list[Task]) -> Metrics:
         result = rollouts(
             run.make_env, run.agent, chunk,
             RolloutConfig(group_size=count, max_concurrent=run.config.rollout.max_concurrent,
+                          stuck_after=run.config.rollout.stuck_after,
                           seed=derive_seed(run.config.seed, "rollout", iteration, first_attempt),
                           progress=run.out.interactive),
             store=run.store, on_step_end=run.writer, first_attempt=first_attempt,
@@ -317,7 +318,7 @@ def evaluate_heldout(run: LoopRun, iteration: int) -> float:
     scores, result = evaluate_tasks(
         run.make_eval_env, _eval_agent(run), tasks, k=ev.k,
         seed=derive_seed(run.config.seed, "eval", iteration), max_concurrent=run.config.rollout.max_concurrent,
-        progress=run.out.interactive, rollouts=rollout_backend(run), run_id=f"{run.run_id}/eval", iteration=iteration,
+        stuck_after=run.config.rollout.stuck_after, progress=run.out.interactive, rollouts=rollout_backend(run), run_id=f"{run.run_id}/eval", iteration=iteration,
         policy_id=run.policy_id)
     run.store.add_eval(run_id=run.run_id, env_id=run.config.env.id, split=ev.split, metrics=scores.to_dict(),
                        checkpoint_id=run.checkpoint_id, iteration=iteration)
@@ -364,9 +365,9 @@ def evaluate_transfer(run: LoopRun, iteration: int) -> Metrics:
             scores, result = evaluate_tasks(
                 run.env_with(**extra), agent, tasks, k=1,
                 seed=derive_seed(run.config.seed, "transfer", spec.name, iteration),
-                max_concurrent=run.config.rollout.max_concurrent, progress=run.out.interactive,
-                rollouts=rollout_backend(run), run_id=f"{run.run_id}/transfer/{spec.name}", iteration=iteration,
-                policy_id=run.policy_id)
+                max_concurrent=run.config.rollout.max_concurrent, stuck_after=run.config.rollout.stuck_after,
+                progress=run.out.interactive, rollouts=rollout_backend(run),
+                run_id=f"{run.run_id}/transfer/{spec.name}", iteration=iteration, policy_id=run.policy_id)
         first = first_attempt_scores(result.trajectories)
         attempts = spec.max_attempts or _env_attempts(run.env)
         metrics = {**scores.to_dict(), "first_attempt": first, "max_attempts": attempts,
