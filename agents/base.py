@@ -151,8 +151,12 @@ class SequentialAgents:
         return completion.text, None
 
 
-def _llm_options(query: str) -> dict[str, Any]:
-    """``max_tokens=64&temperature=0.7`` -> ``AgentConfig`` keyword arguments (sampling ones grouped)."""
+POLICY_OPTIONS = ("dtype", "prefix_cache_mb", "max_batch_size", "device")  # TransformersConfig fields a spec may set
+
+
+def _llm_options(query: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``max_tokens=64&temperature=0.7&dtype=bfloat16`` -> ``AgentConfig`` keyword arguments (sampling
+    ones grouped) and the policy's (``POLICY_OPTIONS``)."""
     import dataclasses
     import urllib.parse
 
@@ -163,6 +167,7 @@ def _llm_options(query: str) -> dict[str, Any]:
     agent_keys = {f.name for f in dataclasses.fields(AgentConfig)} - {"sampling"}
     config: dict[str, Any] = {}
     sampling: dict[str, Any] = {}
+    policy: dict[str, Any] = {}
     for key, raw in urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=True):
         value: Any = raw
         for cast in (int, float):
@@ -175,12 +180,14 @@ def _llm_options(query: str) -> dict[str, Any]:
             sampling[key] = (raw,) if key == "stop" else value
         elif key in agent_keys:
             config[key] = raw if key in ("system_prompt", "action_format") else value
+        elif key in POLICY_OPTIONS:
+            policy[key] = value
         else:
-            known = ", ".join(sorted(sampling_keys | agent_keys))
+            known = ", ".join(sorted(sampling_keys | agent_keys | set(POLICY_OPTIONS)))
             raise ConfigError(f"unknown llm agent option {key!r}; options: {known}")
     if sampling:
         config["sampling"] = SamplingParams(**sampling)
-    return config
+    return config, policy
 
 
 def make_agent(name: str, env: gymnasium.Env | None = None, *, seed: int | None = None, **config: Any) -> Any:
@@ -191,9 +198,10 @@ def make_agent(name: str, env: gymnasium.Env | None = None, *, seed: int | None 
     - ``llm:<policy spec>``: the LLM agent on another policy: a checkpoint or LoRA adapter dir,
       a ``.gguf`` file, or ``openai:<base_url>[#model]`` for an OpenAI-compatible server.
 
-    Agent and sampling options may follow the spec as a query string, e.g.
-    ``llm:embedded?max_tokens=64&temperature=0.7&max_prompt_tokens=2048``. ``config`` goes to
-    ``AgentConfig`` too. The policy of an ``llm`` spec is loaded once per process and shared.
+    Agent, sampling and policy options may follow the spec as a query string, e.g.
+    ``llm:embedded?max_tokens=64&temperature=0.7&max_prompt_tokens=2048&dtype=bfloat16`` (policy
+    options: ``POLICY_OPTIONS``, for a local model). ``config`` goes to ``AgentConfig`` too. The
+    policy of an ``llm`` spec is loaded once per process (per policy options) and shared.
     """
     if name in ("scripted", "random"):
         if env is None:
@@ -204,6 +212,8 @@ def make_agent(name: str, env: gymnasium.Env | None = None, *, seed: int | None 
         from .policy import make_policy
 
         spec, _, query = name[3:].lstrip(":").partition("?")
-        options = {**(_llm_options(query) if query else {}), **config}
-        return LLMAgent(make_policy(spec or "embedded"), AgentConfig(**options))
+        agent_options, policy_options = _llm_options(query) if query else ({}, {})
+        if policy_options and spec.startswith("openai:"):
+            raise ConfigError(f"{', '.join(policy_options)} set a local model; the server at {spec} has its own")
+        return LLMAgent(make_policy(spec or "embedded", **policy_options), AgentConfig(**{**agent_options, **config}))
     raise ConfigError(f"unknown agent {name!r}; choose scripted, random, llm or llm:<model dir | openai:URL>")

@@ -60,6 +60,9 @@ class TransformersConfig:
     name: str | None = field(default=None, metadata={"help": "policy id in trajectories (default: model)"})
     prefix_cache_mb: int = field(
         default=4096, metadata={"help": "keys/values kept for prompts that extend earlier ones (MB; 0: off)"})
+    dtype: str | None = field(default=None, metadata={
+        "help": "float32 | bfloat16 | float16 weights and keys/values (default: bfloat16 on CUDA, float32 on CPU; "
+                "bfloat16 decodes about 2x faster on a CPU with AMX, with other greedy outputs)"})
 
     def __post_init__(self) -> None:
         if self.batching not in ("auto", "generate", "continuous"):
@@ -68,6 +71,8 @@ class TransformersConfig:
             raise ConfigError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
         if self.prefix_cache_mb < 0:
             raise ConfigError(f"prefix_cache_mb must be >= 0 (0 switches reuse off), got {self.prefix_cache_mb}")
+        if self.dtype not in (None, "float32", "bfloat16", "float16"):
+            raise ConfigError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
 
 
 class _LogprobRecorder:
@@ -172,9 +177,12 @@ class TransformersPolicy:
     @classmethod
     def load(cls, config: TransformersConfig) -> TransformersPolicy:
         """Load the model named by ``config.model`` (see ``selfgym.models.load_model``)."""
+        import torch
+
         from selfgym.models import load_model
 
-        model, tokenizer = load_model(config.model, device=config.device)
+        dtype = getattr(torch, config.dtype) if config.dtype else None
+        model, tokenizer = load_model(config.model, device=config.device, dtype=dtype)
         return cls(model, tokenizer, config)
 
     @property

@@ -12,7 +12,8 @@ An episode the model ends early plays fewer turns; ``--scripted`` keeps every ep
 full turn count instead (after the env's episode ends, each next observation is a fixed "Go on."),
 so the workload has the turn count it names whatever the model answers.
 
-Run: ``python bench/multiturn.py [--episodes 2] [--max-tokens 128] [--workloads Tools-v0:20,Guess-v0:10]``
+Run: ``python bench/multiturn.py [--episodes 2] [--max-tokens 128] [--workloads Tools-v0:20,Guess-v0:10]
+[--dtype bfloat16]``
 """
 
 from __future__ import annotations
@@ -109,14 +110,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scripted", action="store_true", help="play every episode for the full turn count")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: the backend's)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     spec = str(tiny_model_dir()) if args.model == "tiny" else args.model
-    reuse = TransformersPolicy.load(TransformersConfig(model=spec, batching="generate"))
+    reuse = TransformersPolicy.load(TransformersConfig(model=spec, batching="generate", dtype=args.dtype))
     base = TransformersPolicy(reuse.model, reuse.tokenizer, dataclasses.replace(reuse.config, prefix_cache_mb=0))
     base.generate([[{"role": "user", "content": "warm up"}]], SamplingParams(max_tokens=4))
-    print(f"model {args.model} on {reuse.device} ({torch.get_num_threads()} CPU threads), {args.episodes} episodes "
+    print(f"model {args.model} ({reuse.model.dtype}) on {reuse.device} ({torch.get_num_threads()} CPU threads), "
+          f"{args.episodes} episodes "
           f"a workload, greedy, {args.max_tokens} new tokens a turn{', scripted turn count' if args.scripted else ''}")
     for workload in args.workloads.split(","):
         env_id, turns = workload.rsplit(":", 1)

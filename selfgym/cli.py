@@ -15,6 +15,7 @@ from rich.table import Table
 import selfgym
 from selfgym.envs.base import llm_env
 from selfgym.errors import SelfgymError
+from selfgym.run.episode import STUCK_AFTER
 
 __all__ = ["app", "main"]
 
@@ -121,6 +122,9 @@ def eval_cmd(
         min=0.0, help="LLM agent sampling temperature (0: greedy; default: greedy with -k 1, as the loop's "
                       "eval, and the agent's own for pass@k)")] = None,
     max_tokens: Annotated[int | None, typer.Option(min=1, help="LLM agent: new tokens per turn")] = None,
+    stuck_after: Annotated[int, typer.Option(
+        min=0, help="end an episode when the same action got the same answer this many times in a row (0: never)")
+    ] = STUCK_AFTER,
 ) -> None:
     """Score an agent on a split: success rate with a bootstrap 95% CI, pass@k, per family and difficulty."""
     from selfgym.agents.policy import MeteredPolicy
@@ -155,7 +159,7 @@ def eval_cmd(
     if store:
         store.create_run(run_id, {"env_id": env_id, "agent": name, "split": split, "n": n, "k": k, "memory": memory,
                                   "tasks": tasks_spec, "env_args": env_args, "temperature": temperature,
-                                  "max_tokens": max_tokens})
+                                  "max_tokens": max_tokens, "stuck_after": stuck_after})
     make_env = lambda: selfgym.make(env_id, **env_kwargs)  # noqa: E731
     library = next((m for m in getattr(player, "memory", []) if getattr(m, "kind", "") == "skill"), None)
     if library is not None:  # the skills shown in the prompt are importable in the sandbox
@@ -170,6 +174,7 @@ def eval_cmd(
     policy = getattr(player, "policy", None)
     before = policy.stats() if isinstance(policy, MeteredPolicy) else None
     result, played = evaluate_tasks(make_env, player, tasks, k=k, seed=seed, max_concurrent=max_concurrent,
+                                    stuck_after=stuck_after,
                                     progress=console.is_terminal, rollouts=rollouts, store=store, run_id=run_id,
                                     policy_id=name)
     spent = policy.stats() - before if isinstance(policy, MeteredPolicy) and before is not None else None

@@ -113,7 +113,7 @@ def open_run(config: RunConfig, run_dir: Path, console: Console) -> LoopRun:
     checkpoints = store.checkpoints(run_id)
     spec = checkpoints[-1]["path"] if checkpoints else config.policy.model
     policy = TransformersPolicy.load(TransformersConfig(model=str(spec), device=config.policy.device,
-                                                        name=config.policy.model))
+                                                        dtype=config.policy.dtype, name=config.policy.model))
     reflections = ReflectionMemory(store, config.reflections, run_id=run_id)
     memory: list[Any] = [reflections] if config.reflections.enabled else []
     eval_source = task_source_from_spec(config.eval.tasks) if config.eval.tasks else source

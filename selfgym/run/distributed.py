@@ -101,12 +101,14 @@ class PolicyAgentFactory:
     spec: str
     config: Any  # AgentConfig
     device: str | None = None
+    dtype: str | None = None
 
     def __call__(self, env: gymnasium.Env) -> Agent:
         from selfgym.agents.factory import make_policy
         from selfgym.agents.llm import LLMAgent
 
-        options = {} if self.spec.startswith("openai:") or self.device is None else {"device": self.device}
+        local = {"device": self.device, "dtype": self.dtype}
+        options = {} if self.spec.startswith("openai:") else {k: v for k, v in local.items() if v is not None}
         return LLMAgent(make_policy(self.spec, **options), self.config)
 
 
@@ -388,11 +390,11 @@ def rollout_backend(run: LoopRun) -> RolloutsFn:
         return run_rollouts
     pool = RayRollouts(RayConfig(workers=section.ray_workers, env_servers=tuple(section.env_servers)))
     spec = f"openai:{section.policy_url}" if section.policy_url else _driver_weights(run)
-    device = run.config.policy.device
+    device, dtype = run.config.policy.device, run.config.policy.dtype
 
     def rollouts(env: Any, agent: Any, tasks: Any, config: RolloutConfig | None = None, **kwargs: Any) -> RolloutResult:
         if section.env_servers:  # the run's env id on the servers, which hold its arguments (--env-arg)
             env, kwargs["env_kwargs"] = run.config.env.id, {}
-        return pool(env, PolicyAgentFactory(spec, agent.config, device), tasks, config, **kwargs)
+        return pool(env, PolicyAgentFactory(spec, agent.config, device, dtype), tasks, config, **kwargs)
 
     return rollouts

@@ -46,6 +46,8 @@ class PolicySection:
 
     model: str = field(default="embedded", metadata={"help": "'embedded', a checkpoint or LoRA adapter dir"})
     device: str | None = field(default=None, metadata={"help": "cpu | cuda (default: cuda if available)"})
+    dtype: str | None = field(default=None, metadata={
+        "help": "float32 | bfloat16 | float16 (default: bfloat16 on CUDA, float32 on CPU)"})
     teacher_model: str = field(
         default="", metadata={"help": "the teacher's model spec (e.g. openai:URL#model); empty: the student's own"})
 
