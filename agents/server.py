@@ -326,5 +326,6 @@ if __name__ == "__main__":
     parser.add_argument("model", nargs="?", default="embedded", help="'embedded', a checkpoint or adapter dir")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: float32 on a CPU)")
     args = parser.parse_args()
-    serve(args.model, host=args.host, port=args.port)
+    serve(args.model, host=args.host, port=args.port, **({"dtype": args.dtype} if args.dtype else {}))
