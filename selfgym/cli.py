@@ -146,14 +146,14 @@ def eval_cmd(
         env.close()
     if k > 1 and temperature == 0:
         raise SelfgymError("-k > 1 with --temperature 0 repeats one greedy answer; give a temperature > 0")
+    # one attempt is scored greedily, as the loop's eval section does, unless the flag or the spec says
+    greedy = temperature is None and k == 1 and name.startswith("llm") and "temperature=" not in name
     if backend == "local":
-        if temperature is None and k == 1 and name.startswith("llm"):
-            temperature = 0.0  # one attempt is scored greedily, as the loop's eval section does
-        player = _sampled(_eval_agent(name, memory, memory_run, seed), temperature, max_tokens)
+        player = _sampled(_eval_agent(name, memory, memory_run, seed), 0.0 if greedy else temperature, max_tokens)
     elif temperature is not None or max_tokens is not None:
         raise SelfgymError("--temperature and --max-tokens apply with --backend local")
     else:
-        player = _worker_agent(name, seed)
+        player = _worker_agent(f"{name}{'&' if '?' in name else '?'}temperature=0" if greedy else name, seed)
     store = Store(run_dir) if run_dir else None
     run_id = f"eval-{name}".replace("/", "_")
     if store:

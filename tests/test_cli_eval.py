@@ -146,9 +146,13 @@ def test_eval_scores_one_attempt_greedily_and_samples_for_pass_at_k(tmp_path):
         sampled = set(policy.asked)
         refused = selfgym("eval", "selfgym/Guess-v0", "--policy", spec, "-n", "1", "-k", "2", "--temperature", "0",
                           cwd=tmp_path)
-    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+        policy.asked.clear()
+        told = selfgym("eval", "selfgym/Guess-v0", "--policy", f"{spec}?temperature=0.5", "-n", "1", cwd=tmp_path)
+        in_spec = set(policy.asked)
+    assert one.returncode == 0 and two.returncode == 0 and told.returncode == 0, one.stderr + two.stderr + told.stderr
     assert {t for t, _ in greedy} == {0.0}
     assert {t for t, _ in sampled} == {1.0}
+    assert {t for t, _ in in_spec} == {0.5}, "a temperature in the spec is the user's choice, kept"
     assert refused.returncode != 0 and "repeats one greedy answer" in refused.stdout + refused.stderr
 
 
