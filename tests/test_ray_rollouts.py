@@ -97,6 +97,30 @@ def test_ray_workers_play_the_engines_episodes(env_id: str, tmp_path: Path) -> N
     assert sorted(t.id for t in ray_store.tasks()) == sorted(t.id for t in local_store.tasks())
 
 
+class Fifty:
+    """Guesses 50 every turn: stuck from its second turn (picklable, for the workers)."""
+
+    name = "fifty"
+
+    def __init__(self, env: gymnasium.Env) -> None:
+        pass
+
+    def reset(self, observation: str, info: dict[str, Any]) -> None:
+        pass
+
+    def act(self, observation: str, info: dict[str, Any]) -> Completion:
+        return Completion(text="50")
+
+
+@pytest.mark.parametrize("stuck_after", [3, 0])
+def test_ray_workers_end_a_stuck_episode_where_the_engine_does(stuck_after: int) -> None:
+    config = RolloutConfig(seed=11, progress=False, stuck_after=stuck_after)
+    local = run_rollouts("selfgym/Guess-v0", Fifty, 2, config)
+    remote = RayRollouts(RayConfig(workers=2))("selfgym/Guess-v0", Fifty, 2, config)
+    assert [_record(t) for t in remote.trajectories] == [_record(t) for t in local.trajectories]
+    assert [len(t.turns) for t in remote.trajectories] == [stuck_after or 12] * 2
+
+
 class DriverStopped(Exception):
     pass
 
