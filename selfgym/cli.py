@@ -178,11 +178,12 @@ def eval_cmd(
                                     progress=console.is_terminal, rollouts=rollouts, store=store, run_id=run_id,
                                     policy_id=name)
     spent = policy.stats() - before if isinstance(policy, MeteredPolicy) and before is not None else None
-    cost = rollout_metrics(played.steps, played.generated_tokens, played.wall_s, spent)
+    cost = rollout_metrics(played.steps, played.generated_tokens, played.wall_s, spent, played.stuck)
     if store:
         store.add_eval(run_id=run_id, env_id=env_id, split=split, metrics=result.to_dict())
     _print_eval(f"{env_id} · {split} · {result.n_tasks} tasks x {k}", result)
-    console.print(f"{len(played.trajectories)} episodes, {played.steps} env steps in {played.wall_s:.1f}s"
+    stuck = f" ({played.stuck} ended stuck)" if played.stuck else ""
+    console.print(f"{len(played.trajectories)} episodes{stuck}, {played.steps} env steps in {played.wall_s:.1f}s"
                   + throughput(cost), markup=False)
     if json_out:
         json_out.write_text(json.dumps(result.to_dict() | {"throughput": cost}, indent=2))

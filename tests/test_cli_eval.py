@@ -168,9 +168,12 @@ def test_eval_prints_and_writes_what_the_rollout_cost(tmp_path):
     assert out.returncode == 0, out.stderr
     trajs = Store(tmp_path / "runs").trajectories()
     turns = [turn for t in trajs for turn in t.turns]
-    assert f"{len(trajs)} episodes, {len(turns)} env steps in" in out.stdout, out.stdout
+    stuck = sum("stuck" in t.info for t in trajs)
+    said = f" ({stuck} ended stuck)" if stuck else ""
+    assert f"{len(trajs)} episodes{said}, {len(turns)} env steps in" in out.stdout, out.stdout
     assert "env steps/s" in out.stdout and "of prompt tokens from the cache" in out.stdout
     cost = json.loads((tmp_path / "scores.json").read_text())["throughput"]
     assert cost["tokens/rollout"] == sum(len(turn.completion_ids) for turn in turns)
+    assert cost["episodes/stuck"] == stuck
     assert cost["tokens/prefilled_rollout"] + cost["tokens/cached_rollout"] == sum(len(t.prompt_ids) for t in turns)
     assert cost["tokens/cached_rollout"] > 0  # later turns extend earlier ones

@@ -36,12 +36,13 @@ def test_the_same_exchange_four_times_ends_the_episode_truncated_and_failed() ->
         assert len(traj.turns) == 4 and traj.info["stuck"] == 4
         assert traj.truncated and not traj.terminated and not traj.success
         assert len({turn.action for turn in traj.turns}) == 1
+    assert result.stuck == 3  # counted for the console line and the loop's episodes/stuck
 
 
 def test_off_plays_the_whole_turn_budget() -> None:
     result = run_rollouts("selfgym/Guess-v0", player(fifty), 3, RolloutConfig(progress=False, stuck_after=0))
     assert [len(t.turns) for t in result.trajectories] == [TURNS] * 3
-    assert all("stuck" not in t.info for t in result.trajectories)
+    assert all("stuck" not in t.info for t in result.trajectories) and result.stuck == 0
 
 
 def test_alternating_actions_are_not_stuck() -> None:

@@ -23,6 +23,7 @@ __all__ = ["PANELS", "figure_png", "fmt_score", "transfer_summary", "write_repor
 # (file stem, title, metric prefixes, y label)
 PANELS: list[tuple[str, str, tuple[str, ...], str]] = [
     ("train_success", "Train success rate", ("train/success",), "success rate"),
+    ("episodes", "Rollout episodes ended stuck", ("episodes/",), "episodes"),
     ("curriculum", "Curriculum arm probabilities", ("curriculum/p/",), "probability"),
     ("teacher", "Teacher proposals", ("teacher/",), "count"),
     ("skills", "Skill library", ("skills/",), "count"),

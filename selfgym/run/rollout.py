@@ -91,6 +91,11 @@ class RolloutResult:
     def aborted(self) -> int:
         return sum(1 for t in self.trajectories if t.aborted)
 
+    @property
+    def stuck(self) -> int:
+        """Episodes ended because the agent repeated an exchange (``RolloutConfig.stuck_after``)."""
+        return sum(1 for t in self.trajectories if "stuck" in t.info)
+
 
 @dataclass
 class _Request:

@@ -169,7 +169,7 @@ def play_rollouts(run: LoopRun, iteration: int, tasks: list[Task]) -> Metrics:
     for task in unique.values():
         for first, count in _consecutive(a for a in range(group) if a not in stored.get(task.id, set())):
             missing.setdefault((first, count), []).append(task)
-    tokens, wall, steps = 0, 0.0, 0
+    tokens, wall, steps, stuck = 0, 0.0, 0, 0
     before = run.policy.stats() if isinstance(run.policy, MeteredPolicy) else None
     rollouts = rollout_backend(run)  # in-process, or Ray workers ([rollout] backend)
     for (first_attempt, count), chunk in sorted(missing.items()):
@@ -184,15 +184,17 @@ def play_rollouts(run: LoopRun, iteration: int, tasks: list[Task]) -> Metrics:
         tokens += result.generated_tokens
         wall += result.wall_s
         steps += result.steps
+        stuck += result.stuck
     spent = run.policy.stats() - before if before is not None else None
-    return rollout_metrics(steps, tokens, wall, spent) | _gpu_memory()
+    return rollout_metrics(steps, tokens, wall, spent, stuck) | _gpu_memory()
 
 
-def rollout_metrics(steps: int, tokens: int, wall: float, spent: GenerationStats | None) -> Metrics:
-    """What a rollout cost: env steps and generated tokens per second, and, from the local
-    policy's counters over the same span (``spent``; a remote policy's work is not seen here),
-    prefilled tokens per second, the share of prompt tokens reused and time in the model vs outside."""
-    metrics = {"tokens/rollout": float(tokens), "time/rollout_s": wall}
+def rollout_metrics(steps: int, tokens: int, wall: float, spent: GenerationStats | None, stuck: int = 0) -> Metrics:
+    """What a rollout cost: env steps and generated tokens per second, episodes ended stuck, and,
+    from the local policy's counters over the same span (``spent``; a remote policy's work is not
+    seen here), prefilled tokens per second, the share of prompt tokens reused and time in the model
+    vs outside."""
+    metrics = {"tokens/rollout": float(tokens), "time/rollout_s": wall, "episodes/stuck": float(stuck)}
     if wall > 0:
         metrics |= {"rollout/env_steps_per_s": steps / wall, "rollout/generated_tok_per_s": tokens / wall}
     if spent is not None:
