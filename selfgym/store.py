@@ -85,11 +85,22 @@ class Store:
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
-        try:
-            open_schema(self._conn, path)
-        except (StoreError, sqlite3.DatabaseError) as exc:
-            self._conn.close()
-            raise exc if isinstance(exc, StoreError) else _store_error(path, exc) from None
+        deadline = time.monotonic() + busy_timeout_s
+        while True:
+            try:
+                open_schema(self._conn, path)
+                break
+            except sqlite3.OperationalError as exc:
+                # processes opening a new store at once: switching it to WAL answers "locked" at
+                # once instead of waiting (SQLite does not call the busy handler there); try again
+                if "locked" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                    continue
+                self._conn.close()
+                raise _store_error(path, exc) from None
+            except (StoreError, sqlite3.DatabaseError) as exc:
+                self._conn.close()
+                raise exc if isinstance(exc, StoreError) else _store_error(path, exc) from None
 
     # ------------------------------------------------------------------ plumbing
     class _Tx:
