@@ -89,16 +89,13 @@ class Store:
         while True:
             try:
                 open_schema(self._conn, path)
-                break
-            except sqlite3.OperationalError as exc:
+                return
+            except (StoreError, sqlite3.DatabaseError) as exc:
                 # processes opening a new store at once: switching it to WAL answers "locked" at
                 # once instead of waiting (SQLite does not call the busy handler there); try again
-                if "locked" in str(exc) and time.monotonic() < deadline:
+                if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc) and time.monotonic() < deadline:
                     time.sleep(0.005)
                     continue
-                self._conn.close()
-                raise _store_error(path, exc) from None
-            except (StoreError, sqlite3.DatabaseError) as exc:
                 self._conn.close()
                 raise exc if isinstance(exc, StoreError) else _store_error(path, exc) from None
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import gymnasium
 
 from selfgym.envs.base import llm_env
 from selfgym.errors import ConfigError
-from selfgym.run.episode import run_episode
+from selfgym.run.episode import STUCK_AFTER, run_episode
 from selfgym.stats import bootstrap_ci, pass_at_k
 from selfgym.types import SPLITS, Task, Trajectory
 
@@ -145,22 +145,21 @@ def evaluate_tasks(
     seed: int = 0,
     max_concurrent: int = 16,
     progress: bool = True,
-    stuck_after: int | None = None,
+    stuck_after: int = STUCK_AFTER,
     rollouts: Callable[..., Any] | None = None,
     **rollout_kwargs: Any,
 ) -> tuple[EvalResult, Any]:
     """Score ``k`` attempts per task with batched rollouts (one generate per step for LLM agents).
 
     ``agent`` is an ``LLMAgent`` or a factory ``env -> Agent``; ``rollout_kwargs`` go to
-    ``run_rollouts`` (``store``, ``run_id``, ``iteration``, ``policy_id``...); ``stuck_after`` overrides
-    ``RolloutConfig.stuck_after`` (None keeps its default); ``rollouts`` replaces
+    ``run_rollouts`` (``store``, ``run_id``, ``iteration``, ``policy_id``...); ``stuck_after`` is
+    ``RolloutConfig.stuck_after``; ``rollouts`` replaces
     ``run_rollouts`` (e.g. a ``selfgym.run.distributed.RayRollouts``). Returns the scores and the
     ``RolloutResult`` (trajectories, tokens, wall time).
     """
     from selfgym.run.rollout import RolloutConfig, run_rollouts
 
-    config = RolloutConfig(group_size=k, max_concurrent=max_concurrent, seed=seed, progress=progress)
-    if stuck_after is not None:
-        config = replace(config, stuck_after=stuck_after)
+    config = RolloutConfig(group_size=k, max_concurrent=max_concurrent, seed=seed, progress=progress,
+                           stuck_after=stuck_after)
     result = (rollouts or run_rollouts)(env, agent, tasks, config, **rollout_kwargs)
     return summarise(result.trajectories, {t.id: t for t in tasks}, k), result

@@ -15,6 +15,7 @@ from selfgym.agents.reflection import ReflectionConfig
 from selfgym.agents.teacher import TeacherConfig
 from selfgym.errors import ConfigError
 from selfgym.run.curriculum import CurriculumConfig
+from selfgym.run.episode import STUCK_AFTER
 from selfgym.skills.library import SkillsConfig
 from selfgym.trainers.dpo import DPOConfig
 from selfgym.trainers.grpo import GRPOConfig
@@ -59,7 +60,7 @@ class RolloutSection:
     tasks_per_iteration: int = field(default=8, metadata={"help": "tasks drawn by the curriculum per iteration"})
     group_size: int = field(default=2, metadata={"help": "attempts per task (the G of GRPO)"})
     max_concurrent: int = field(default=16, metadata={"help": "episodes in flight (one batched generate per step)"})
-    stuck_after: int = field(default=4, metadata={
+    stuck_after: int = field(default=STUCK_AFTER, metadata={
         "help": "an episode whose same action got the same answer this many times in a row ends there (truncated), "
                 "in training rollouts and evaluations; 0: never"})
     backend: Literal["local", "ray"] = field(

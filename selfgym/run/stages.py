@@ -320,8 +320,8 @@ def evaluate_heldout(run: LoopRun, iteration: int) -> float:
     scores, result = evaluate_tasks(
         run.make_eval_env, _eval_agent(run), tasks, k=ev.k,
         seed=derive_seed(run.config.seed, "eval", iteration), max_concurrent=run.config.rollout.max_concurrent,
-        stuck_after=run.config.rollout.stuck_after, progress=run.out.interactive, rollouts=rollout_backend(run), run_id=f"{run.run_id}/eval", iteration=iteration,
-        policy_id=run.policy_id)
+        stuck_after=run.config.rollout.stuck_after, progress=run.out.interactive, rollouts=rollout_backend(run),
+        run_id=f"{run.run_id}/eval", iteration=iteration, policy_id=run.policy_id)
     run.store.add_eval(run_id=run.run_id, env_id=run.config.env.id, split=ev.split, metrics=scores.to_dict(),
                        checkpoint_id=run.checkpoint_id, iteration=iteration)
     seconds = time.perf_counter() - start
