@@ -44,6 +44,18 @@ def test_files_are_importable_next_to_the_code(box):
     assert box.exec(code, files=files).stdout == "42 b'\\x00\\x01\\x02'\n"
 
 
+def test_a_program_starts_from_a_clean_main_whatever_ran_before(box):
+    """The spare child warms the interpreter up before its request: none of that reaches the program."""
+    probe = ("import sys\nprint(sorted(k for k in globals() if not k.startswith('__')), "
+             "sorted(k for k in globals() if k.startswith('__')), sys.stdout.tell() if sys.stdout.seekable() else 0)")
+    box.exec("values = 'planted'\ntext = 'planted'\nimport json\nprint('x' * 100)")
+    result = box.exec(probe)
+    assert result.ok and result.stderr == ""
+    assert result.stdout == ("['sys'] ['__builtins__', '__doc__', '__file__', '__loader__', '__name__', '__package__', "
+                             "'__spec__'] 0\n")
+    assert box.exec("print(__name__, 'values' in dir(), 'json' in globals())").stdout == "__main__ False False\n"
+
+
 def test_program_errors_are_results_not_exceptions(box):
     crash = box.exec("def f():\n    return 1 / 0\nf()\n")
     assert crash.exit_code == 1 and "ZeroDivisionError" in crash.stderr and 'main.py", line 2, in f' in crash.stderr
