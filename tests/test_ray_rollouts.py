@@ -121,6 +121,52 @@ def test_ray_workers_end_a_stuck_episode_where_the_engine_does(stuck_after: int)
     assert [len(t.turns) for t in remote.trajectories] == [stuck_after or 12] * 2
 
 
+def _counted_guess(log: str) -> gymnasium.Env:
+    """Guess-v0, noting the pid of each process that makes one (a line in ``log``)."""
+    with open(log, "a", encoding="utf-8") as fh:
+        fh.write(f"{os.getpid()}\n")
+    return selfgym.make("selfgym/Guess-v0")
+
+
+def test_kept_workers_serve_the_next_calls_and_one_that_died_between_them_is_replaced(tmp_path: Path) -> None:
+    import functools
+
+    log = tmp_path / "made"
+    make_env = functools.partial(_counted_guess, str(log))
+
+    def made() -> int:  # envs made by the workers (the driver makes one a call to pick the tasks)
+        return sum(pid != str(os.getpid()) for pid in log.read_text().split())
+
+    config = RolloutConfig(seed=5, progress=False)
+    local = [_record(t) for t in run_rollouts(make_env, ScriptedAgent, 4, config).trajectories]
+    log.unlink()
+    with RayRollouts(RayConfig(workers=2), keep_workers=True) as pool:
+        first = pool(make_env, ScriptedAgent, 4, config)
+        pids = sorted(pool.pids)
+        second = pool(make_env, ScriptedAgent, 4, config)
+        assert sorted(pool.pids) == pids  # the same processes, still alive between the calls
+        assert [_record(t) for t in first.trajectories] == [_record(t) for t in second.trajectories] == local
+        assert made() == 2  # each worker made its env once: the second call reused them
+
+        stuck = pool(make_env, Fifty, 2, RolloutConfig(seed=5, progress=False, stuck_after=2))
+        assert sorted(pool.pids) == pids and made() == 2  # a new agent, the same envs
+        assert {t.policy_id for t in stuck.trajectories} == {"fifty"} and not any(t.success for t in stuck.trajectories)
+
+        os.kill(pids[0], signal.SIGKILL)  # dies while idle: the next call replaces it before sending it work
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and os.path.exists(f"/proc/{pids[0]}"):
+            time.sleep(0.1)
+        third = pool(make_env, ScriptedAgent, 4, config)
+        assert third.aborted == 0 and [_record(t) for t in third.trajectories] == local
+        assert pids[0] not in pool.pids and pids[1] in pool.pids and len(pool.pids) == 2
+        assert made() == 3  # only the replacement made a new env
+    assert pool.pids == []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{pids[1]}"):
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{pids[1]}")  # close() stopped the kept workers
+
+
 class DriverStopped(Exception):
     pass
 
@@ -273,7 +319,7 @@ def test_the_loop_stages_pick_the_backend_of_the_run_config(monkeypatch: pytest.
     def fake_run(**rollout: Any) -> Any:
         config = RunConfig(name="x", rollout=RolloutSection(**rollout))
         store = SimpleNamespace(checkpoints=lambda run_id: [{"id": "ck-1", "path": "/runs/x/ck-1"}])
-        return SimpleNamespace(config=config, store=store, run_id="x", checkpoint_id="ck-1")
+        return SimpleNamespace(config=config, store=store, run_id="x", checkpoint_id="ck-1", ray_rollouts=None)
 
     assert rollout_backend(fake_run()) is run_rollouts
     calls: list[tuple[Any, ...]] = []
@@ -282,7 +328,12 @@ def test_the_loop_stages_pick_the_backend_of_the_run_config(monkeypatch: pytest.
     rollout_backend(fake_run(backend="ray", ray_workers=3))("make_env", agent, ["t"], None, store=None)
     rollout_backend(fake_run(backend="ray", policy_url="http://vllm:8000/v1#m", env_servers=["ws://e:1"]))(
         "make_env", agent, ["t"], None)
-    (pool, args, _), (pool2, args2, kwargs2) = calls
+    run = fake_run(backend="ray", ray_workers=2)
+    stage_a, stage_b = rollout_backend(run), rollout_backend(run)
+    stage_a("make_env", agent, ["t"], None)
+    stage_b("make_env", agent, ["t"], None)
+    (pool, args, _), (pool2, args2, kwargs2), (kept_a, _, _), (kept_b, _, _) = calls
+    assert kept_a is kept_b is run.ray_rollouts and kept_a.keep_workers  # one pool for the run's stages
     assert pool.config.workers == 3 and args[1] == PolicyAgentFactory("/runs/x/ck-1", agent.config, None)
     assert args2[0] == "selfgym/Code-v0" and kwargs2["env_kwargs"] == {} and pool2.config.env_servers == ("ws://e:1",)
     assert args2[1].spec == "openai:http://vllm:8000/v1#m"

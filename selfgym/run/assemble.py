@@ -78,6 +78,14 @@ class LoopRun:
     teacher: Any  # Teacher or None
     checkpoint_id: str | None = None
     trainer: Any = None
+    ray_rollouts: Any = None  # RayRollouts kept across the run's stages ([rollout] backend = "ray"); closed at its end
+
+    def close(self) -> None:
+        """Stop what the run started: its env, and its Ray env workers."""
+        if self.ray_rollouts is not None:
+            self.ray_rollouts.close()
+            self.ray_rollouts = None
+        self.env.close()
 
     @property
     def policy_id(self) -> str:

@@ -20,6 +20,7 @@ Ray is optional (the ``ray`` extra) and imported only when a call starts its wor
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import os
 import time
@@ -154,22 +155,43 @@ def _aborted(request: _Request, env_id: str, exc: BaseException, fields: dict[st
 
 
 class EnvWorker:
-    """One env and one agent in a Ray actor; ``play`` runs a whole episode and returns its trajectory."""
+    """One env and one agent in a Ray actor; ``play`` runs a whole episode and returns its trajectory.
 
-    def __init__(self, make_env: Callable[[], gymnasium.Env], agent: AgentSpec, env_id: str) -> None:
-        self.env_id, self.env, self.broken = env_id, None, None
-        try:
-            self.env = make_env()
-        except InfrastructureError as exc:  # e.g. its env server is down: each episode ends aborted
-            self.broken = exc
-        else:
+    A pool kept across calls (``RayRollouts(keep_workers=True)``) ``configure``s its workers for
+    each call: an env whose key is unchanged stays as it is (its browser, sandbox and server
+    connection warm); a new agent is built when its key, or the env, changed.
+    """
+
+    def __init__(self, make_env: Callable[[], gymnasium.Env], agent: AgentSpec, env_id: str,
+                 keys: tuple[str, str] = ("", "")) -> None:
+        self.env: gymnasium.Env | None = None
+        self.agent: Agent | None = None
+        self.broken: InfrastructureError | None = None
+        self.keys = ("", "")
+        self.configure(make_env, agent, env_id, keys)
+
+    def configure(self, make_env: Callable[[], gymnasium.Env], agent: AgentSpec, env_id: str,
+                  keys: tuple[str, str]) -> int:
+        """Play ``make_env``'s env with ``agent`` from now on (an empty key never matches); the pid."""
+        env_key, agent_key = keys
+        self.env_id = env_id
+        if self.env is None or not env_key or env_key != self.keys[0]:
+            self.close()
+            self.env, self.agent, self.broken = None, None, None
+            try:
+                self.env = make_env()
+            except InfrastructureError as exc:  # e.g. its env server is down: each episode ends aborted
+                self.broken = exc
+        if self.env is not None and (self.agent is None or not agent_key or agent_key != self.keys[1]):
             self.agent = _episode_agent(agent, self.env)
+        self.keys = (env_key, agent_key) if self.env is not None else ("", "")
+        return os.getpid()
 
     def pid(self) -> int:
         return os.getpid()
 
     def play(self, request: _Request, fields: dict[str, Any], stuck_after: int = STUCK_AFTER) -> Trajectory:
-        if self.env is None:
+        if self.env is None or self.agent is None:
             return _aborted(request, self.env_id, self.broken or InfrastructureError("no env"), fields)
         fields = dict(fields)
         info = {**fields.pop("info", {}), "group": request.group}
@@ -184,6 +206,7 @@ class EnvWorker:
     def close(self) -> None:
         if self.env is not None:
             self.env.close()
+            self.env = None
 
 
 class _Writer:
@@ -222,13 +245,31 @@ class _Writer:
 class RayRollouts:
     """Rollouts on a pool of Ray env workers, called like ``run_rollouts``.
 
-    The workers are started by each call (the env and agent are the call's) and stopped at its end;
-    ``pids`` lists the live workers' process ids during a call (tests kill one to see it handled).
+    By default the workers are started by each call (the env and agent are the call's) and stopped
+    at its end. With ``keep_workers`` they outlive the call: the next call reuses their processes
+    (no actor start, imports done), keeps each env whose factory is the same (pickled alike) and
+    rebuilds only what changed (a new checkpoint's agent, say); a worker that died in between is
+    replaced before any episode is sent to it. ``close()`` (or ``with``) stops them. ``pids`` lists
+    the live workers' process ids during a call, and after it while they are kept.
     """
 
-    def __init__(self, config: RayConfig | None = None) -> None:
+    def __init__(self, config: RayConfig | None = None, *, keep_workers: bool = False) -> None:
         self.config = config or RayConfig()
+        self.keep_workers = keep_workers
         self.pids: list[int] = []
+        self._kept: _Pool | None = None
+
+    def close(self) -> None:
+        """Stop the kept workers (a call after this starts new ones)."""
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            kept.close()
+
+    def __enter__(self) -> RayRollouts:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __call__(self, env: str | Callable[[], gymnasium.Env], agent: AgentSpec, tasks: Sequence[Task | str] | int,
                  config: RolloutConfig | None = None, *, store: Store | None = None,
@@ -257,11 +298,18 @@ class RayRollouts:
                               f"CPUs, the Ray cluster has {have.get('CPU', 0.0):g}; lower the workers or "
                               "RayConfig.cpus_per_worker (0 for workers that mostly wait on servers)")
         writer = _Writer(store, on_trajectory, on_step_end, first_attempt)
-        pool = _Pool(self, ray, lambda index: self._env_factory(env, env_kwargs, index), agent, env_name,
-                     trajectory_fields, config.stuck_after)
+        pool = self._kept if self._kept is not None and self._kept.ray is ray else _Pool(self, ray)
+        self._kept = None
+        pool.configure(lambda index: self._env_factory(env, env_kwargs, index), agent, env_name, trajectory_fields,
+                       config.stuck_after, _keys(ray, (env, env_kwargs, self.config.env_servers), agent))
         try:
             pool.play(pending, writer, config.progress)
-        finally:
+        except BaseException:
+            pool.close()
+            raise
+        if self.keep_workers:
+            self._kept = pool
+        else:
             pool.close()
         trajectories = [writer.done[i] for i in sorted(writer.done)]
         return RolloutResult(trajectories=trajectories,
@@ -292,27 +340,56 @@ class RayRollouts:
         return pids
 
 
-class _Pool:
-    """One call's workers: started, fed one episode at a time, replaced when they die, stopped."""
+def _keys(ray: Any, env: Any, agent: AgentSpec) -> tuple[str, str]:
+    """What identifies a call's env and agent for reuse: digests of their pickles ('' if they do not pickle)."""
+    keys = []
+    for part in (env, agent):
+        try:
+            keys.append(hashlib.sha256(ray.cloudpickle.dumps(part)).hexdigest())
+        except Exception:  # noqa: BLE001 - then never reused; the call itself reports what does not pickle
+            keys.append("")
+    return keys[0], keys[1]
 
-    def __init__(self, owner: RayRollouts, ray: Any, env_for: Callable[[int], Callable[[], gymnasium.Env]],
-                 agent: AgentSpec, env_name: str, fields: dict[str, Any], stuck_after: int) -> None:
-        self.owner, self.ray, self.env_for, self.agent, self.env_name, self.fields = (
-            owner, ray, env_for, agent, env_name, fields)
-        self.stuck_after = stuck_after
+
+class _Pool:
+    """The workers of a call (kept for the next ones with ``keep_workers``): configured for the call,
+    fed one episode at a time, replaced when they die, stopped."""
+
+    def __init__(self, owner: RayRollouts, ray: Any) -> None:
+        self.owner, self.ray = owner, ray
         self.worker_cls = ray.remote(num_cpus=owner.config.cpus_per_worker, max_restarts=0,
                                      scheduling_strategy="SPREAD")(EnvWorker)  # over the nodes
-        replacements = owner.config.max_replacements
-        self.replacements = owner.config.workers if replacements is None else replacements
         self.started = 0
         self.actors: list[Any] = []
+        self.indexes: dict[Any, int] = {}  # actor -> its worker number (the env server it plays on)
         self.in_flight: dict[Any, tuple[Any, _Request]] = {}
 
+    def configure(self, env_for: Callable[[int], Callable[[], gymnasium.Env]], agent: AgentSpec, env_name: str,
+                  fields: dict[str, Any], stuck_after: int, keys: tuple[str, str]) -> None:
+        """This call's env, agent and episode fields (the kept workers are reconfigured by ``play``)."""
+        self.env_for, self.agent, self.env_name, self.fields = env_for, agent, env_name, fields
+        self.stuck_after, self.keys = stuck_after, keys
+        replacements = self.owner.config.max_replacements
+        self.replacements = self.owner.config.workers if replacements is None else replacements
+
     def start_worker(self) -> Any:
-        actor = self.worker_cls.remote(self.env_for(self.started), self.agent, self.env_name)  # spread over servers
+        index = self.started
+        actor = self.worker_cls.remote(self.env_for(index), self.agent, self.env_name, self.keys)  # spread over servers
         self.started += 1
         self.actors.append(actor)
+        self.indexes[actor] = index
         return actor
+
+    def reconfigure(self) -> None:
+        """The kept workers play this call's env and agent; the dead ones are dropped (and replaced)."""
+        calls = [(actor, actor.configure.remote(self.env_for(self.indexes[actor]), self.agent, self.env_name, self.keys))
+                 for actor in self.actors]
+        for actor, ref in calls:
+            try:
+                self.ray.get(ref)
+            except self.ray.exceptions.RayActorError:  # died while idle: no episode was lost
+                self.actors.remove(actor)
+                self.indexes.pop(actor, None)
 
     def dispatch(self, actor: Any, pending: list[_Request]) -> None:
         if pending:
@@ -321,7 +398,8 @@ class _Pool:
 
     def play(self, pending: list[_Request], writer: _Writer, progress_bar: bool) -> None:
         """Every pending episode to the workers; each result (or loss) to the writer."""
-        for _ in range(min(self.owner.config.workers, len(pending))):
+        self.reconfigure()
+        while len(self.actors) < min(self.owner.config.workers, len(pending)):
             self.start_worker()
         # a worker that cannot start (a bug in its env or agent, or they do not unpickle there) raises
         self.owner.pids = [int(pid) for pid in self.ray.get([actor.pid.remote() for actor in self.actors])]
@@ -353,6 +431,7 @@ class _Pool:
     def replace(self, dead: Any, pending: list[_Request]) -> Any:
         """A fresh worker for a dead one while replacements last and episodes wait, else None."""
         self.actors.remove(dead)
+        self.indexes.pop(dead, None)
         actor = None
         if self.replacements > 0 and pending:
             self.replacements -= 1
@@ -362,7 +441,11 @@ class _Pool:
 
     def close(self) -> None:
         for actor in self.actors:
-            self.ray.kill(actor)
+            try:
+                self.ray.kill(actor)
+            except Exception:  # noqa: BLE001 - Ray shut down already: nothing left to stop
+                pass
+        self.actors, self.indexes = [], {}
         self.owner.pids = []
 
 
@@ -388,7 +471,10 @@ def rollout_backend(run: LoopRun) -> RolloutsFn:
     section = run.config.rollout
     if section.backend == "local":
         return run_rollouts
-    pool = RayRollouts(RayConfig(workers=section.ray_workers, env_servers=tuple(section.env_servers)))
+    if run.ray_rollouts is None:  # one pool for the whole run: its workers outlive each stage's call
+        run.ray_rollouts = RayRollouts(RayConfig(workers=section.ray_workers, env_servers=tuple(section.env_servers)),
+                                       keep_workers=True)
+    pool = run.ray_rollouts
     spec = f"openai:{section.policy_url}" if section.policy_url else _driver_weights(run)
     device, dtype = run.config.policy.device, run.config.policy.dtype
 

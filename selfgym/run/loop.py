@@ -133,6 +133,14 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, console: Console,
     if existing and existing["config"] != json.loads(json.dumps(to_dict(config))):
         raise ConfigError(f"run {config.name!r} in {run_dir} was started with another config; resume it with that one")
     run = open_run(config, run_dir, console)
+    try:
+        return _iterate(run, config, run_dir, console, on_iteration)
+    finally:
+        run.close()
+
+
+def _iterate(run: LoopRun, config: RunConfig, run_dir: Path, console: Console,
+             on_iteration: Callable[[int], None] | None) -> LoopResult:
     duplicates = run.store.duplicates(run.run_id)
     if duplicates:  # only a store written before schema v2 can hold them
         run.out.line(f"warning: {run.store.path}: {duplicates.describe()}")
@@ -160,5 +168,4 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, console: Console,
             on_iteration(it + 1)
     result.heldout.update({e["iteration"]: e["metrics"]["success_rate"] for e in run.store.evals(run.run_id)})
     result.checkpoints = [c["id"] for c in run.store.checkpoints(run.run_id)]
-    run.env.close()
     return result
