@@ -183,8 +183,7 @@ class RayRollouts:
                               f"CPUs, the Ray cluster has {have.get('CPU', 0.0):g}; lower the workers or "
                               "RayConfig.cpus_per_worker (0 for workers that mostly wait on servers)")
         writer = _Writer(store, on_trajectory, on_step_end, first_attempt)
-        pool = self._kept if self._kept is not None and self._kept.ray is ray else _Pool(self, ray)
-        self._kept = None
+        pool, self._kept = self._kept or _Pool(self, ray), None
         pool.configure(lambda index: self._env_factory(env, env_kwargs, index), agent, env_name, trajectory_fields,
                        config.stuck_after, _keys(ray, (env, env_kwargs, self.config.env_servers), agent))
         try:
