@@ -159,7 +159,7 @@ def eval_cmd(
     if store:
         store.create_run(run_id, {"env_id": env_id, "agent": name, "split": split, "n": n, "k": k, "memory": memory,
                                   "tasks": tasks_spec, "env_args": env_args, "temperature": temperature,
-                                  "max_tokens": max_tokens, "stuck_after": stuck_after})
+                                  "max_tokens": max_tokens, "stuck_after": stuck_after}, kind="eval")
     make_env = lambda: selfgym.make(env_id, **env_kwargs)  # noqa: E731
     library = next((m for m in getattr(player, "memory", []) if getattr(m, "kind", "") == "skill"), None)
     if library is not None:  # the skills shown in the prompt are importable in the sandbox
@@ -276,14 +276,17 @@ def export_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="output: a .jsonl file or a dataset folder")],
     fmt: Annotated[str, typer.Option("--format", help="jsonl | hf (datasets.Dataset.save_to_disk)")] = "jsonl",
     success_only: Annotated[bool, typer.Option("--success-only")] = False,
+    include_eval: Annotated[bool, typer.Option(
+        "--include-eval", help="also the evaluations' episodes (held-out and transfer sets: never training data)")] = False,
 ) -> None:
-    """Export a run's trajectories (JSONL with token ids, or a chat-format HF dataset)."""
+    """Export a run's trajectories (JSONL with token ids, or a chat-format HF dataset); the episodes of
+    evaluations are left out unless ``--include-eval``."""
     from selfgym.store import STORE_FILENAME, Store
 
     if not (run_dir / STORE_FILENAME).exists():
         raise SelfgymError(f"{run_dir} has no {STORE_FILENAME}; pass a run directory")
     store = Store(run_dir)
-    filters = {"success": True} if success_only else {}
+    filters: dict[str, Any] = {"include_eval": include_eval, **({"success": True} if success_only else {})}
     if fmt == "jsonl":
         count = store.export_jsonl(out, **filters)
     elif fmt == "hf":

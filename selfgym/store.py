@@ -173,7 +173,8 @@ class Store:
 
         Args:
             kind: ``"loop"`` for a gym-loop run: the store then holds at most one trajectory per
-                (iteration, task, attempt) of it.
+                (iteration, task, attempt) of it; ``"eval"`` for an evaluation's episodes, which no
+                trainer reads (``eval_run_ids``).
         """
         with self._transaction() as db:
             db.execute("INSERT OR IGNORE INTO runs (id, created_at, config, info, kind) VALUES (?, ?, ?, ?, ?)",
@@ -186,8 +187,14 @@ class Store:
         return {"id": row["id"], "created_at": row["created_at"], "config": json.loads(row["config"]),
                 "info": json.loads(row["info"]), "kind": row["kind"]}
 
-    def runs(self) -> list[str]:
-        return [r[0] for r in self._all("SELECT id FROM runs ORDER BY created_at")]
+    def runs(self, *, include_eval: bool = True) -> list[str]:
+        """Run ids, oldest first; ``include_eval=False`` leaves out evaluation runs (kind ``eval``)."""
+        where = "" if include_eval else " WHERE kind IS NOT 'eval'"
+        return [r[0] for r in self._all(f"SELECT id FROM runs{where} ORDER BY created_at")]
+
+    def eval_run_ids(self) -> set[str]:
+        """The runs recorded as evaluations: their episodes are scored, never trained on."""
+        return {r[0] for r in self._all("SELECT id FROM runs WHERE kind='eval'")}
 
     # ------------------------------------------------------------------ tasks
     def add_tasks(self, tasks: Iterable[Task], *, run_id: str | None = None) -> int:
@@ -281,10 +288,12 @@ class Store:
         include_aborted: bool = False,
         split: str | None = None,
         limit: int | None = None,
+        include_eval: bool = True,
     ) -> list[Trajectory]:
         """Trajectories matching every filter given, oldest first."""
         return list(self.iter_trajectories(run_id=run_id, task_id=task_id, iteration=iteration, success=success,
-                                           include_aborted=include_aborted, split=split, limit=limit))
+                                           include_aborted=include_aborted, split=split, limit=limit,
+                                           include_eval=include_eval))
 
     def iter_trajectories(self, **filters: Any) -> Iterator[Trajectory]:
         """Trajectories matching the filters, their turns read in one query per batch of 500."""
@@ -321,8 +330,10 @@ class Store:
     def _trajectory_where(
         *, run_id: str | None = None, task_id: str | None = None, iteration: int | None = None,
         success: bool | None = None, include_aborted: bool = False, split: str | None = None,
+        include_eval: bool = True,
     ) -> tuple[str, list[Any]]:
-        """The ``WHERE`` clause (over ``trajectories t``) and parameters of the filters."""
+        """The ``WHERE`` clause (over ``trajectories t``) and parameters of the filters
+        (``include_eval=False``: leave out the episodes of evaluation runs)."""
         clauses, params = ["1=1"], []
         for column, value in (("t.run_id", run_id), ("t.task_id", task_id), ("t.iteration", iteration)):
             if value is not None:
@@ -336,6 +347,8 @@ class Store:
         if split is not None:
             clauses.append("t.task_id IN (SELECT id FROM tasks WHERE split=?)")
             params.append(split)
+        if not include_eval:
+            clauses.append("t.run_id NOT IN (SELECT id FROM runs WHERE kind='eval')")
         return " AND ".join(clauses), params
 
     def _turns(self, trajectory_ids: list[str]) -> dict[str, list[Turn]]:

@@ -32,6 +32,12 @@ def test_run_plays_stores_and_export_reads_back(tmp_path):
     from datasets import load_from_disk
 
     assert len(load_from_disk(str(tmp_path / "ds"))) == 2
+    # an evaluation stored in the same run directory is not exported as training data unless asked
+    out = selfgym("eval", "selfgym/Guess-v0", "--agent", "scripted", "-n", "3", "--run-dir", str(run_dir))
+    assert out.returncode == 0, out.stderr
+    for flags, count in (((), 2), (("--include-eval",), 5)):
+        out = selfgym("export", str(run_dir), "--out", str(exported), *flags)
+        assert out.returncode == 0 and f"exported {count} trajectories" in out.stdout, out.stdout + out.stderr
 
 
 def test_eval_reports_success_rate_and_pass_at_k(tmp_path):

@@ -185,3 +185,24 @@ def test_heldout_trajectories_never_pass(tmp_path):
         kept, stats = candidate_trajectories(store)
     assert [t.id for t in kept] == [on_train.id]
     assert stats["data/found"] == 2 and stats["data/left_out_heldout"] == 1
+
+
+def test_an_evaluations_episodes_never_pass_whatever_their_tasks_split(tmp_path):
+    """A transfer set read from a user's file may put its tasks in the train split: its episodes are
+    still an evaluation's, and neither a trainer reading the whole store nor an export takes them."""
+    trained, scored = dialogue(2), dialogue(2)
+    trained.task_id, scored.task_id = "train-1", "user-1"
+    trained.run_id, scored.run_id = "run", "run/transfer/mine"
+    with Store(tmp_path) as store:
+        store.create_run("run", kind="loop")
+        store.create_run("run/transfer/mine", kind="eval")
+        store.add_tasks([Task(id="train-1", family="f", prompt="p"), Task(id="user-1", family="f", prompt="p")])
+        for traj in (trained, scored):
+            store.add_trajectory(traj)
+        kept, stats = candidate_trajectories(store)
+        assert [t.id for t in kept] == [trained.id]
+        assert stats["data/found"] == 2 and stats["data/left_out_eval"] == 1
+        assert [t.id for t in store.trajectories(include_eval=False)] == [trained.id]
+        assert len(store.to_dataset(include_eval=False)) == 1 and len(store.to_dataset()) == 2
+        assert store.runs(include_eval=False) == ["run"]
+

@@ -18,6 +18,7 @@ from selfgym.run.loop import train
 from selfgym.run.loopconfig import RunConfig
 from selfgym.run.report import write_report
 from selfgym.store import Store
+from selfgym.trainers.run import candidate_trajectories
 
 
 def _code_tasks(n: int):
@@ -105,6 +106,20 @@ def test_loop_scores_transfer_sets_before_and_after_and_reports_them(tmp_path: P
     assert {(0, "transfer/humaneval/first_attempt"), (1, "transfer/unseen/within_attempts")} <= keys
     page = write_report(tmp_path / "run", "xfer").read_text()
     assert "id='transfer'" in page and "within 2 attempts" in page and "unseen" in page
+    # every evaluation's episodes are stored, under runs of their own that no trainer reads
+    stored = {name: store.trajectories(run_id=f"xfer/{name}")
+              for name in ("eval", "transfer/humaneval", "transfer/unseen")}
+    assert {name: sorted((t.iteration, t.task_id) for t in trajs) for name, trajs in stored.items()} == {
+        name: sorted((it, task) for it in (0, 1) for task in outcomes)
+        for name, outcomes in (("eval", store.evals("xfer")[0]["metrics"]["outcomes"]),
+                               ("transfer/humaneval", he[0]["metrics"]["outcomes"]),
+                               ("transfer/unseen", unseen[0]["metrics"]["outcomes"]))}
+    assert all((store.run(f"xfer/{name}") or {}).get("kind") == "eval" for name in stored)
+    assert all(t.turns and t.turns[0].completion_ids for trajs in stored.values() for t in trajs)
+    kept, stats = candidate_trajectories(store)  # the whole store, as `selfgym train --store` reads it
+    assert kept and {t.run_id for t in kept} == {"xfer"}
+    assert stats["data/left_out_eval"] == sum(len(trajs) for trajs in stored.values())
+    assert write_report(tmp_path / "run") == write_report(tmp_path / "run", "xfer")  # the loop run, not its evals
     # a resumed run does not evaluate a stored transfer set again
     n = len(store.evals("xfer", transfer=None))
     train(config, tmp_path / "run", resume=True)

@@ -48,15 +48,18 @@ def make_trainer(algorithm: str, model: Any, *, tokenizer: Any | None = None,
 
 def candidate_trajectories(store: Store, *, run_id: str | None = None,
                            since_iteration: int | None = None) -> tuple[list[Trajectory], dict[str, float]]:
-    """The trajectories a trainer may learn from: not aborted, not on a held-out task, token-exact."""
-    found = [t for t in store.trajectories(run_id=run_id)
-             if since_iteration is None or t.iteration >= since_iteration]
+    """The trajectories a trainer may learn from: not aborted, not an evaluation's episode (a run of
+    kind ``eval``, whatever its tasks' split), not on a held-out task, token-exact."""
+    evaluations = store.eval_run_ids()
+    recent = [t for t in store.trajectories(run_id=run_id) if since_iteration is None or t.iteration >= since_iteration]
+    found = [t for t in recent if t.run_id not in evaluations]
     heldout = {t.id for t in store.tasks(split="heldout")}
     allowed = exclude_heldout(found, heldout)
     exact = [t for t in allowed if is_token_exact(t)]
     if len(exact) < len(allowed):
         log.info("left out %d trajectories without token ids (scripted agents)", len(allowed) - len(exact))
-    return exact, {"data/found": float(len(found)), "data/left_out_heldout": float(len(found) - len(allowed)),
+    return exact, {"data/found": float(len(recent)), "data/left_out_eval": float(len(recent) - len(found)),
+                   "data/left_out_heldout": float(len(found) - len(allowed)),
                    "data/left_out_not_token_exact": float(len(allowed) - len(exact))}
 
 

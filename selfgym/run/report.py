@@ -143,7 +143,7 @@ def write_report(run_dir: str | Path, run_id: str | None = None, *, tensorboard:
 
     run_dir = Path(run_dir)
     store = Store(run_dir)
-    runs = store.runs()
+    runs = store.runs(include_eval=False) or store.runs()  # a loop run's evaluations are part of its report
     if run_id is None:
         if not runs:
             raise ValueError(f"{store.path} holds no run")

@@ -321,7 +321,7 @@ def evaluate_heldout(run: LoopRun, iteration: int) -> float:
         run.make_eval_env, _eval_agent(run), tasks, k=ev.k,
         seed=derive_seed(run.config.seed, "eval", iteration), max_concurrent=run.config.rollout.max_concurrent,
         stuck_after=run.config.rollout.stuck_after, progress=run.out.interactive, rollouts=rollout_backend(run),
-        run_id=f"{run.run_id}/eval", iteration=iteration, policy_id=run.policy_id)
+        store=run.store, run_id=_eval_run(run, "eval", split=ev.split), iteration=iteration, policy_id=run.policy_id)
     run.store.add_eval(run_id=run.run_id, env_id=run.config.env.id, split=ev.split, metrics=scores.to_dict(),
                        checkpoint_id=run.checkpoint_id, iteration=iteration)
     seconds = time.perf_counter() - start
@@ -330,6 +330,14 @@ def evaluate_heldout(run: LoopRun, iteration: int) -> float:
     run.out.stage(f"held-out eval: {scores.n_tasks} tasks x {ev.k}, success {scores.success_rate:.3f} "
                   f"[{scores.ci95[0]:.3f}, {scores.ci95[1]:.3f}], {seconds:.1f}s")
     return scores.success_rate
+
+
+def _eval_run(run: LoopRun, name: str, **info: Any) -> str:
+    """The run id an evaluation's episodes are stored under (``<run>/eval``, ``<run>/transfer/<name>``),
+    recorded as kind ``eval``: they can be read in the viewer, and no trainer or export learns from them."""
+    run_id = f"{run.run_id}/{name}"
+    run.store.create_run(run_id, {"run": run.run_id, **info}, kind="eval")
+    return run_id
 
 
 def _eval_agent(run: LoopRun) -> Any:
@@ -369,7 +377,8 @@ def evaluate_transfer(run: LoopRun, iteration: int) -> Metrics:
                 seed=derive_seed(run.config.seed, "transfer", spec.name, iteration),
                 max_concurrent=run.config.rollout.max_concurrent, stuck_after=run.config.rollout.stuck_after,
                 progress=run.out.interactive, rollouts=rollout_backend(run),
-                run_id=f"{run.run_id}/transfer/{spec.name}", iteration=iteration, policy_id=run.policy_id)
+                store=run.store, run_id=_eval_run(run, f"transfer/{spec.name}", split=split),
+                iteration=iteration, policy_id=run.policy_id)
         first = first_attempt_scores(result.trajectories)
         attempts = spec.max_attempts or _env_attempts(run.env)
         metrics = {**scores.to_dict(), "first_attempt": first, "max_attempts": attempts,
