@@ -252,7 +252,7 @@ def summarise(out_dir: Path, name: str) -> dict[str, Any]:
            "tokens": sum(sum(v.values()) for k, v in series.items() if k.startswith("tokens/") and "transfer" not in k),
            "train_s": sum(series.get("time/iteration_s", {}).values()),
            "teacher": {k.removeprefix("teacher/"): dict(v) for k, v in series.items() if k.startswith("teacher/")},
-           "skill_use": series.get("skills/use_rate", {})}
+           "skills": {k.removeprefix("skills/"): dict(v) for k, v in series.items() if k.startswith("skills/")}}
     if name != "base":
         row["train_success"] = float(np.mean(list(series.get("train/success", {}).values()) or [np.nan]))
     store.close()
@@ -367,6 +367,21 @@ def write_results(rows: list[dict[str, Any]], path: Path, *, budget_name: str, b
                 cells = " | ".join(f"{t.get(k, {}).get(it, float('nan')):.0f}" for k in (
                     "proposed", "valid", "accepted", "accepted_llm", "accepted_mutation", "rejected_decontam"))
                 lines.append(f"| {r['method']} | {it} | {cells} |")
+    libraries = [r for r in rows if r["skills"]]
+    if libraries:
+        lines += ["", "## Skills", "", "Per iteration: skills the model proposed from its successes, how many passed "
+                  "verification into the library, its size after, training episodes whose prompt showed skills, the "
+                  "skills their final code used (a call or an import of a library skill's name) and uses per "
+                  "episode shown (the skill-use rate).", "",
+                  "| method | iteration | proposed | added | library | episodes shown skills | skill uses | use rate |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in libraries:
+            k = r["skills"]
+            for it in sorted(k.get("proposed", {})):
+                shown, used = k.get("episodes_shown", {}).get(it, 0.0), k.get("uses", {}).get(it, 0.0)
+                rate = f"{used / shown:.3f}" if shown else "-"
+                lines.append(f"| {r['method']} | {it} | {k['proposed'][it]:.0f} | {k.get('added', {}).get(it, 0):.0f} | "
+                             f"{k.get('size', {}).get(it, 0):.0f} | {shown:.0f} | {used:.0f} | {rate} |")
     lines += ["", "![held-out, unseen and HumanEval success per method](results.png)", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines), encoding="utf-8")
