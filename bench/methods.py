@@ -44,7 +44,7 @@ from selfgym.config import from_dict
 from selfgym.run.loop import train
 from selfgym.run.loopconfig import RunConfig
 from selfgym.run.report import write_report
-from selfgym.stats import paired_difference
+from selfgym.stats import bootstrap_ci, paired_difference
 from selfgym.store import Store
 
 TRAIN_FAMILIES = ["arithmetic", "strings", "lists", "structures"]
@@ -54,11 +54,11 @@ SYSTEM_PROMPT = "You write correct, minimal Python. Reply with one ```python cod
 BUDGETS: dict[str, dict[str, int]] = {
     # iterations, tasks per iteration, attempts per task, new tokens a turn, held-out and unseen tasks
     "smoke": {"iterations": 1, "tasks": 2, "group": 2, "max_tokens": 8, "heldout": 2, "unseen": 2, "humaneval": 2,
-              "humaneval_tokens": 8},
+              "humaneval_tokens": 8, "humaneval_dtype": "bfloat16"},
     "quick": {"iterations": 2, "tasks": 12, "group": 4, "max_tokens": 160, "heldout": 24, "unseen": 24,
-              "humaneval": 164, "humaneval_tokens": 384},
+              "humaneval": 164, "humaneval_tokens": 384, "humaneval_dtype": "bfloat16"},
     "standard": {"iterations": 4, "tasks": 16, "group": 4, "max_tokens": 192, "heldout": 48, "unseen": 60,
-                 "humaneval": 164, "humaneval_tokens": 384},
+                 "humaneval": 164, "humaneval_tokens": 384, "humaneval_dtype": "bfloat16"},
 }
 
 # name -> (what it is, the keys it changes in the base config)
@@ -128,7 +128,8 @@ def method_config(name: str, budget: dict[str, int], model: str, seed: int, *, h
     data["name"] = name
     if name != "base":  # the "before" evaluation is the base run's
         data["eval"]["before"] = False
-    if humaneval:
+    if humaneval:  # bfloat16 weights: 2-3x faster at the eval's batch of 64 on a CPU; the same for every method
+        data["policy"]["dtype"] = budget["humaneval_dtype"]
         data["eval"]["transfer"].append({"name": "humaneval", "tasks": "humaneval", "n_tasks": budget["humaneval"],
                                          "max_attempts": 3, "max_tokens": budget["humaneval_tokens"]})
     return from_dict(RunConfig, data, where=f"method {name}")
@@ -259,6 +260,35 @@ def summarise(out_dir: Path, name: str) -> dict[str, Any]:
     return row
 
 
+def _pool_metrics(parts: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+    """One set's metrics over seeds: each (task, seed) is one outcome, keyed ``<task>@<seed>`` so
+    paired differences pair the same task under the same seed."""
+    outcomes = {f"{task}@{seed}": o for seed, m in parts for task, o in m["outcomes"].items()}
+    flat = [float(any(o)) for o in outcomes.values()]
+    pooled: dict[str, Any] = {"outcomes": outcomes, "success_rate": float(np.mean(flat)) if flat else float("nan"),
+                              "ci95": bootstrap_ci(flat)}
+    if all("first_attempt" in m for _, m in parts):
+        pooled["first_attempt"] = _pool_metrics([(seed, m["first_attempt"]) for seed, m in parts])
+    return pooled
+
+
+def pool_seeds(rows: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+    """One method's row over its seeds: evaluation sets pooled over the seeds that scored them (HumanEval
+    only on the first), tokens, minutes and training success averaged per seed; one seed's row as is."""
+    if len(rows) == 1:
+        return {**rows[0][1], "per_seed": rows}
+    first = rows[0][1]
+    sets = {name for _, row in rows for name in row["evals"]}
+    mean = lambda key: float(np.mean([row.get(key, np.nan) for _, row in rows]))  # noqa: E731
+    pooled = {"method": first["method"], "what": first["what"], "per_seed": rows, "tokens": mean("tokens"),
+              "train_s": mean("train_s"), "teacher": first["teacher"], "skills": first["skills"],
+              "evals": {name: _pool_metrics([(seed, row["evals"][name]) for seed, row in rows if name in row["evals"]])
+                        for name in sets}}
+    if "train_success" in first:
+        pooled["train_success"] = mean("train_success")
+    return pooled
+
+
 def _outcomes(row: dict[str, Any], set_name: str, first: bool) -> dict[str, list[bool]]:
     metrics = row["evals"].get(set_name)
     if metrics is None:
@@ -289,6 +319,14 @@ CHOICE_NOTE = ("the untrained model and the trained method with the most held-ou
                "solved: configs are chosen on procedural tasks, HumanEval only scores the choice")
 
 
+def _seeds_note(seeds: list[int]) -> str:
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}"
+    return (f"seeds {', '.join(map(str, seeds))} pooled: each task under each seed is one outcome, paired with the "
+            "same task under the same seed; tokens and minutes are per seed; HumanEval, TT-SI, teacher and skills "
+            f"figures are seed {seeds[0]}'s")
+
+
 def _choice_note(humaneval: str) -> str:
     """Why HumanEval scored the methods it did (the bench's ``--humaneval``)."""
     return {"best": CHOICE_NOTE, "all": "every method", "none": "`--humaneval none`: not scored in this run"
@@ -296,21 +334,21 @@ def _choice_note(humaneval: str) -> str:
 
 
 def write_results(rows: list[dict[str, Any]], path: Path, *, budget_name: str, budget: dict[str, int],
-                  model: str, seed: int, command: str, seconds: float, chosen: list[str],
+                  model: str, seeds: list[int], command: str, seconds: float, chosen: list[str],
                   test_time: dict[str, Any] | None = None, humaneval: str = "best") -> None:
     base = next((r for r in rows if r["method"] == "base"), None)
     lines = [
         "# Results: the seed methods side by side, and transfer", "",
-        f"Generated by `{command}` ({budget_name} budget, model `{model}`, seed {seed}, "
-        f"{seconds / 60:.0f} min for the runs below on this machine). Regenerate with the same command; "
-        "each run resumes from its store.", "",
+        f"Generated by `{command}` ({budget_name} budget, model `{model}`, {_seeds_note(seeds)}; this invocation "
+        f"took {seconds / 60:.0f} min on this machine, reading back what earlier ones stored). Regenerate with "
+        "the same command; each run resumes from its store.", "",
         f"Budget per method: {budget['iterations']} iterations x {budget['tasks']} tasks x {budget['group']} "
         f"attempts, at most {budget['max_tokens']} new tokens a turn, sampling temperature 0.7 (0.9 for SCoRe). "
         f"Training families: {', '.join(TRAIN_FAMILIES)} (difficulty 0-0.5). Evaluations are greedy: "
         f"**held-out** = {budget['heldout']} held-out tasks of the training families (one attempt); "
         f"**unseen** = {budget['unseen']} held-out tasks of families never trained on ({', '.join(UNSEEN_FAMILIES)}); "
         f"**HumanEval** = the first {budget['humaneval']} HumanEval problems ({budget['humaneval_tokens']} new "
-        "tokens a turn). Unseen and HumanEval give each task "
+        f"tokens a turn, {budget['humaneval_dtype']} weights for every method scored). Unseen and HumanEval give each task "
         "up to 3 submissions with the tests' feedback between them: *first* is first-attempt success, *within 3* "
         "success within the 3. Cells: rate [95% bootstrap CI] (tasks solved / tasks). *vs base*: paired "
         "difference against the untrained model on the same tasks [95% CI].", "",
@@ -425,7 +463,9 @@ def main() -> None:
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="quick")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated, from: " + ", ".join(METHODS))
     parser.add_argument("--model", default="embedded", help="embedded, tiny (random weights: plumbing only), a path")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", default="0",
+                        help="a seed, or a comma list (0,1): each method runs once per seed and the table pools them; "
+                             "HumanEval and TT-SI are scored on the first seed")
     parser.add_argument("--out", default="runs/methods", help="folder of the runs (one store per method)")
     parser.add_argument("--results", default="docs/results.md")
     parser.add_argument("--humaneval", default="best",
@@ -443,11 +483,14 @@ def main() -> None:
 
         model = str(tiny_model_dir())
     budget = BUDGETS[args.budget]
-    out = Path(args.out) / f"{args.budget}-seed{args.seed}"
-    configs = {name: method_config(name, budget, model, args.seed) for name in names}  # every config checked first
+    seeds = [int(s) for s in str(args.seed).split(",") if s.strip()]
+    runs = {seed: Path(args.out) / f"{args.budget}-seed{seed}" for seed in seeds}
+    configs = {(seed, name): method_config(name, budget, model, seed)  # every config checked first
+               for seed in seeds for name in names}
     started = time.perf_counter()
-    for name, config in configs.items():
-        print(f"== {name}: {METHODS[name][0]}", flush=True)
+    for (seed, name), config in configs.items():
+        out = runs[seed]
+        print(f"== {name} (seed {seed}): {METHODS[name][0]}", flush=True)
         t0 = time.perf_counter()
         if name == "base":
             evaluate_at(config, out / name, 0, heldout=True)
@@ -460,17 +503,24 @@ def main() -> None:
         write_report(out / name, name)
         print(f"== {name} done in {time.perf_counter() - t0:.0f}s", flush=True)
     trained = [name for name in names if name != "tt-si"]
-    chosen = humaneval_methods(args.humaneval, trained, {name: summarise(out, name) for name in trained})
-    for name in chosen:  # HumanEval is scored after the choice, on the run's final weights and memory
+
+    def pooled() -> dict[str, dict[str, Any]]:
+        return {name: pool_seeds([(seed, summarise(runs[seed], name)) for seed in seeds]) for name in trained}
+
+    chosen = humaneval_methods(args.humaneval, trained, pooled())
+    first = runs[seeds[0]]
+    for name in chosen:  # scored after the choice, on the first seed's final weights and memory
         print(f"== {name}: HumanEval", flush=True)
         iteration = 0 if name == "base" else budget["iterations"]
-        evaluate_at(method_config(name, budget, model, args.seed, humaneval=True), out / name, iteration, heldout=False)
-        write_report(out / name, name)
-    rows = [summarise(out, name) for name in trained]
-    test_time = evaluate_test_time(configs["tt-si"], out / "tt-si", budget["unseen"]) if "tt-si" in names else None
-    command = (f"python bench/methods.py --budget {args.budget} --methods {','.join(names)} --seed {args.seed} "
-               f"--humaneval {args.humaneval}")
-    write_results(rows, Path(args.results), budget_name=args.budget, budget=budget, model=args.model, seed=args.seed,
+        evaluate_at(method_config(name, budget, model, seeds[0], humaneval=True), first / name, iteration,
+                    heldout=False)
+        write_report(first / name, name)
+    rows = list(pooled().values())
+    test_time = (evaluate_test_time(configs[(seeds[0], "tt-si")], first / "tt-si", budget["unseen"])
+                 if "tt-si" in names else None)
+    command = (f"python bench/methods.py --budget {args.budget} --methods {','.join(names)} "
+               f"--seed {','.join(map(str, seeds))} --humaneval {args.humaneval}")
+    write_results(rows, Path(args.results), budget_name=args.budget, budget=budget, model=args.model, seeds=seeds,
                   command=command, seconds=time.perf_counter() - started, chosen=chosen, test_time=test_time,
                   humaneval=args.humaneval)
     print(Path(args.results).read_text())
