@@ -25,7 +25,8 @@ HumanEval's per-task outcomes.
 
 Run: ``python bench/methods.py [--budget quick|standard] [--methods rft,teacher,...] [--out runs/methods]``
 then it writes ``docs/results.md`` and ``docs/results.png`` (``--results`` moves them). Runs resume:
-a killed bench continues where it stopped. ``--budget quick`` takes about 2-3 hours on 2 CPU cores,
+a killed bench continues where it stopped. ``--seed 0,1`` runs every method once per seed and pools
+the table over them (each task under each seed one outcome; HumanEval and TT-SI on the first seed). ``--budget quick`` takes about 2-3 hours on 2 CPU cores,
 ``standard`` most of a day; ``--model tiny --budget smoke`` checks the plumbing in a few minutes.
 """
 
@@ -51,7 +52,7 @@ TRAIN_FAMILIES = ["arithmetic", "strings", "lists", "structures"]
 UNSEEN_FAMILIES = ["parsing", "recursion", "off_by_one"]
 SYSTEM_PROMPT = "You write correct, minimal Python. Reply with one ```python code block and nothing else."
 
-BUDGETS: dict[str, dict[str, int]] = {
+BUDGETS: dict[str, dict[str, Any]] = {
     # iterations, tasks per iteration, attempts per task, new tokens a turn, held-out and unseen tasks
     "smoke": {"iterations": 1, "tasks": 2, "group": 2, "max_tokens": 8, "heldout": 2, "unseen": 2, "humaneval": 2,
               "humaneval_tokens": 8, "humaneval_dtype": "bfloat16"},
@@ -306,7 +307,7 @@ def _cell(metrics: dict[str, Any] | None) -> str:
 
 def _diff(a: dict[str, list[bool]], b: dict[str, list[bool]]) -> str:
     change, ci, n = paired_difference(b, a)
-    return "-" if change is None else f"{change:+.3f} [{ci[0]:+.2f}, {ci[1]:+.2f}]"
+    return "-" if change is None or ci is None else f"{change:+.3f} [{ci[0]:+.2f}, {ci[1]:+.2f}]"
 
 
 def _vs(row: dict[str, Any], base: dict[str, Any] | None, set_name: str, first: bool) -> str:
@@ -317,6 +318,45 @@ def _vs(row: dict[str, Any], base: dict[str, Any] | None, set_name: str, first: 
 
 CHOICE_NOTE = ("the untrained model and the trained method with the most held-out plus unseen-family tasks "
                "solved: configs are chosen on procedural tasks, HumanEval only scores the choice")
+
+
+def _solved(metrics: dict[str, Any] | None) -> tuple[int, int]:
+    outcomes = (metrics or {}).get("outcomes", {})
+    return sum(any(o) for o in outcomes.values()), len(outcomes)
+
+
+def reading(rows: list[dict[str, Any]], base: dict[str, Any]) -> list[str]:
+    """What the table says, as bullets: which changes against the untrained model have a CI clear of
+    zero, transfer to the unseen families, and HumanEval against the 2x goal."""
+    trained = [r for r in rows if r is not base]
+    sides: dict[str, list[str]] = {"above": [], "below": [], "spans": []}
+    for row in trained:
+        change, ci, _ = paired_difference(_outcomes(base, "heldout", False), _outcomes(row, "heldout", False))
+        if change is None or ci is None:
+            continue
+        side = "above" if ci[0] > 0 else "below" if ci[1] < 0 else "spans"
+        sides[side].append(f"{row['method']} ({change:+.3f})")
+    out = [f"- Held-out, paired against the untrained model: 95% CI above zero for "
+           f"{', '.join(sides['above']) or 'no method'}; below zero for {', '.join(sides['below']) or 'no method'}; "
+           f"touching or spanning zero for {', '.join(sides['spans']) or 'no method'}."]
+    unseen = [(r["method"], _solved((r["evals"].get("unseen") or {}).get("first_attempt"))) for r in rows]
+    unseen = [(name, solved) for name, solved in unseen if solved[1]]
+    if unseen:
+        top = max(solved[0] for _, solved in unseen)
+        leaders = [name for name, solved in unseen if solved[0] == top]
+        out.append(f"- Unseen families (first attempt): at most {top}/{unseen[0][1][1]} ({', '.join(leaders)}).")
+    base_he = _solved((base["evals"].get("humaneval") or {}).get("first_attempt"))
+    for row in trained:
+        he = row["evals"].get("humaneval")
+        if he is None or not base_he[1]:
+            continue
+        first, within = _solved(he.get("first_attempt")), _solved(he)
+        goal = 2 * base_he[0]
+        verdict = "met" if first[0] >= goal else f"missed by {goal - first[0]} task{'s' if goal - first[0] != 1 else ''}"
+        out.append(f"- HumanEval first attempt: {row['method']} {first[0]}/{first[1]} against the untrained model's "
+                   f"{base_he[0]}/{base_he[1]} (goal 2x, {goal}: {verdict}); within 3 attempts {within[0]} against "
+                   f"{_solved(base['evals'].get('humaneval'))[0]}.")
+    return out
 
 
 def _seeds_note(seeds: list[int]) -> str:
@@ -368,6 +408,8 @@ def write_results(rows: list[dict[str, Any]], path: Path, *, budget_name: str, b
             f"{_vs(row, other, 'humaneval', False)} | "
             f"{row.get('train_success', float('nan')):.3f} | {row['tokens']:.0f} | {row['train_s'] / 60:.1f} |")
     lines += ["", "Methods:", ""] + [f"- **{r['method']}**: {r['what']}" for r in rows]
+    if base is not None:
+        lines += ["", "Reading it (written by the bench from the figures above):", ""] + reading(rows, base)
     by_name = {r["method"]: r for r in rows}
     contrasts = [(a, b, what) for a, b, what in CONTRASTS if a in by_name and b in by_name]
     if contrasts:
@@ -390,7 +432,8 @@ def write_results(rows: list[dict[str, Any]], path: Path, *, budget_name: str, b
         for set_name in ("heldout", "unseen"):
             t = test_time[set_name]
             plain, retried = t["plain"]["outcomes"], t["with_retries"]["outcomes"]
-            feedback = _outcomes(base, set_name, False) if base is not None and set_name == "unseen" else {}
+            first_base = base["per_seed"][0][1] if base is not None else None  # TT-SI runs on the first seed
+            feedback = _outcomes(first_base, set_name, False) if first_base is not None and set_name == "unseen" else {}
             lines.append(f"| {set_name} | {_cell(t['plain'])} | {_cell(t['with_retries'])} | {_diff(retried, plain)} | "
                          f"{_diff(retried, feedback) if feedback else '-'} | {t['seconds'] / 60:.1f} |")
     teachers = [r for r in rows if r["teacher"]]
