@@ -254,7 +254,8 @@ def summarise(out_dir: Path, name: str) -> dict[str, Any]:
            "tokens": sum(sum(v.values()) for k, v in series.items() if k.startswith("tokens/") and "transfer" not in k),
            "train_s": sum(series.get("time/iteration_s", {}).values()),
            "teacher": {k.removeprefix("teacher/"): dict(v) for k, v in series.items() if k.startswith("teacher/")},
-           "skills": {k.removeprefix("skills/"): dict(v) for k, v in series.items() if k.startswith("skills/")}}
+           "skills": {k.removeprefix("skills/"): dict(v) for k, v in series.items() if k.startswith("skills/")},
+           "humaneval_distance": humaneval_distance(store)}
     if name != "base":
         row["train_success"] = float(np.mean(list(series.get("train/success", {}).values()) or [np.nan]))
     store.close()
@@ -283,11 +284,30 @@ def pool_seeds(rows: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
     mean = lambda key: float(np.mean([row.get(key, np.nan) for _, row in rows]))  # noqa: E731
     pooled = {"method": first["method"], "what": first["what"], "per_seed": rows, "tokens": mean("tokens"),
               "train_s": mean("train_s"), "teacher": first["teacher"], "skills": first["skills"],
+              "humaneval_distance": first.get("humaneval_distance"),
               "evals": {name: _pool_metrics([(seed, row["evals"][name]) for seed, row in rows if name in row["evals"]])
                         for name in sets}}
     if "train_success" in first:
         pooled["train_success"] = mean("train_success")
     return pooled
+
+
+def humaneval_distance(store: Store) -> dict[str, float] | None:
+    """How close the teacher's accepted tasks in ``store`` come to any HumanEval problem: the largest
+    word 5-gram overlap (the decontamination rule rejects above 0.4) and the largest cosine of
+    all-MiniLM-L6-v2 embeddings, measured afresh here on the stored prompts (None: no generated task)."""
+    import selfgym
+    from selfgym.decontam import Decontaminator, SentenceEncoder, task_text
+
+    generated = store.tasks(split="generated")
+    if not generated:
+        return None
+    humaneval = list(selfgym.make_task_source("humaneval").tasks("heldout"))
+    index = Decontaminator(humaneval)
+    overlaps = [match.overlap if (match := index.closest(task_text(t))) else 0.0 for t in generated]
+    encoder = SentenceEncoder()
+    cosines = encoder.encode([task_text(t) for t in generated]) @ encoder.encode([task_text(t) for t in humaneval]).T
+    return {"tasks": float(len(generated)), "max_overlap": max(overlaps), "max_cosine": float(cosines.max())}
 
 
 def _outcomes(row: dict[str, Any], set_name: str, first: bool) -> dict[str, list[bool]]:
@@ -448,6 +468,14 @@ def write_results(rows: list[dict[str, Any]], path: Path, *, budget_name: str, b
                 cells = " | ".join(f"{t.get(k, {}).get(it, float('nan')):.0f}" for k in (
                     "proposed", "valid", "accepted", "accepted_llm", "accepted_mutation", "rejected_decontam"))
                 lines.append(f"| {r['method']} | {it} | {cells} |")
+        lines += ["", "Accepted tasks against HumanEval, measured afresh on the stored prompts: the largest share of "
+                  "a task's word 5-grams found in one HumanEval problem (decontamination rejects above 0.4) and the "
+                  "largest embedding cosine (all-MiniLM-L6-v2) with any of the 164 problems.", "",
+                  "| method | accepted tasks | largest 5-gram overlap | largest cosine |", "|---|---|---|---|"]
+        for r in teachers:
+            d = r.get("humaneval_distance")
+            if d:
+                lines.append(f"| {r['method']} | {d['tasks']:.0f} | {d['max_overlap']:.2f} | {d['max_cosine']:.2f} |")
     libraries = [r for r in rows if r["skills"]]
     if libraries:
         lines += ["", "## Skills", "", "Per iteration: skills the model proposed from its successes, how many passed "
