@@ -187,7 +187,10 @@ def test_killed_browser_truncates_the_episode_and_the_next_reset_recovers() -> N
 
 def test_killed_driver_is_replaced_at_the_next_reset() -> None:
     env = gymnasium.make("selfgym/WebForms-v0")
+    # another env on the same driver, with no context made ahead: its browser still looks connected
+    bystander = gymnasium.make("selfgym/WebShop-v0", browser={"prewarm": False})
     try:
+        bystander.reset(seed=1)
         observation, info = env.reset(seed=4)
         drivers = [p for p in psutil.Process().children() if p.name().startswith("node")]
         assert len(drivers) == 1  # one Playwright driver per process, shared by the envs
@@ -197,8 +200,11 @@ def test_killed_driver_is_replaced_at_the_next_reset() -> None:
         assert truncated and info["aborted"]
         traj = run_episode(env, ScriptedAgent(env), seed=4)
         assert traj.success and not traj.aborted
+        traj = run_episode(bystander, ScriptedAgent(bystander), seed=3)
+        assert traj.success and not traj.aborted and bystander.unwrapped.browser.launches == 2
     finally:
         env.close()
+        bystander.close()
 
 
 def test_hung_page_truncates_the_episode_and_the_next_reset_recovers() -> None:
@@ -220,6 +226,29 @@ def test_hung_page_truncates_the_episode_and_the_next_reset_recovers() -> None:
         assert traj.success
     finally:
         env.close()
+
+
+def test_the_next_context_is_made_while_the_agent_thinks_not_between_back_to_back_steps() -> None:
+    env = gymnasium.make("selfgym/Web-v0", browser={"prewarm_idle_s": 0.2})
+    try:
+        env.reset(seed=0)
+        browser = env.unwrapped.browser
+        assert not browser.spare_pending  # nothing competes with reading the episode's page
+        env.step("scroll(down)")
+        assert not browser.spare_pending  # sent at once: reset() will make the next context itself
+        time.sleep(0.3)  # the model thinks
+        _, _, terminated, truncated, _ = env.step("scroll(up)")
+        assert browser.spare_pending and not (terminated or truncated)
+        first, _ = env.reset(seed=1)  # takes the context made in the background
+        assert "Goal:" in first and not browser.spare_pending
+    finally:
+        env.close()
+    eager = gymnasium.make("selfgym/Web-v0", browser={"prewarm_idle_s": 0})
+    try:
+        eager.reset(seed=0)
+        assert eager.unwrapped.browser.spare_pending  # 0: made as soon as the page is ready
+    finally:
+        eager.close()
 
 
 def test_close_leaves_no_browser_processes() -> None:

@@ -187,10 +187,18 @@ class Browser:
                 page = None
             if page is not None and page.is_closed():
                 page = None
-        return page if page is not None else self._run(self._new_page())
+        if page is not None:
+            return page
+        try:
+            return self._run(self._new_page())
+        except BrowserError:
+            raise
+        except Exception as exc:  # e.g. the shared driver died under a browser that still looks connected
+            raise BrowserCrashed(f"could not open a page: {_first_line(exc)}") from exc
 
-    def prepare_spare(self) -> None:
-        """In the background: make the next episode's context (``config.prewarm``), close retired ones.
+    def prepare_spare(self, *, spare: bool = True) -> None:
+        """In the background: make the next episode's context (``config.prewarm`` and ``spare``), close
+        retired ones.
 
         Call it once the current episode's page is ready, so that this work does not compete with
         loading that page for the CPU.
@@ -198,11 +206,16 @@ class Browser:
         runtime = self._handles.runtime
         if not self.running or runtime is None:
             return
-        if self.config.prewarm and self._spare is None:
+        if spare and self.config.prewarm and self._spare is None:
             self._spare = runtime.submit(self._new_page())
         retired, self._retired = self._retired, []
         for page in retired:
             runtime.submit(_quietly(page.context.close()))
+
+    @property
+    def spare_pending(self) -> bool:
+        """Whether the next episode's context is made or being made in the background."""
+        return self._spare is not None
 
     def close_page(self, page: Any) -> None:
         """Retire the page: its context is closed in the background by the next ``prepare_spare``."""

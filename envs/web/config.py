@@ -57,6 +57,10 @@ class BrowserConfig:
                 "ends truncated and the browser is restarted."})
     prewarm: bool = field(default=True, metadata={
         "help": "Prepare the next episode's fresh context in the background, so reset() does not wait for it."})
+    prewarm_idle_s: float = field(default=0.02, metadata={
+        "help": "Prepare it only once the agent has taken this long between two steps (it runs while the model "
+                "thinks; steps sent back to back leave it to reset() instead of competing with them). 0: as soon "
+                "as the episode's page is ready."})
     allowed_origins: tuple[str, ...] = field(default=(), metadata={
         "help": "Origins (scheme://host[:port]) besides the task's site that pages and goto() may reach."})
     extra_args: tuple[str, ...] = field(default=(), metadata={"help": "More Chromium command-line flags."})
@@ -64,6 +68,8 @@ class BrowserConfig:
     def __post_init__(self) -> None:
         if self.viewport_width < 100 or self.viewport_height < 100:
             raise ConfigError(f"viewport must be at least 100x100, got {self.viewport_width}x{self.viewport_height}")
+        if self.prewarm_idle_s < 0:
+            raise ConfigError(f"BrowserConfig.prewarm_idle_s must be >= 0, got {self.prewarm_idle_s}")
         for name in ("action_timeout_s", "navigation_timeout_s", "hang_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"BrowserConfig.{name} must be > 0, got {getattr(self, name)}")

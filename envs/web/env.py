@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,6 +113,7 @@ class WebEnv(LLMEnv):
         self._episode: _Episode | None = None
         self._other_families: dict[str, WebTaskFamily] = {}  # for tasks from outside the task source
         self._restart_needed = False
+        self._answered = 0.0  # when the agent was last given an observation (for prewarm_idle_s)
 
     # ----------------------------------------------------------------- LLMEnv hooks
     def default_task_source(self) -> TaskSource:
@@ -208,6 +210,7 @@ class WebEnv(LLMEnv):
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         if self._episode is None and not self._done:
             raise ResetNeeded("the last reset() failed; call reset() again")
+        thought = time.monotonic() - self._answered  # how long the agent took since the last observation
         observation, reward, terminated, truncated, info = super().step(action)
         ep = self._episode
         if ep is not None and info["action_error"] is not None and ep.aborted is None:
@@ -219,6 +222,9 @@ class WebEnv(LLMEnv):
         if ep is not None and ep.aborted is not None:
             truncated, self._done = True, True
             info["aborted"] = ep.aborted
+        if self.browser is not None and thought >= self.browser_config.prewarm_idle_s:
+            self.browser.prepare_spare()  # the agent thinks between steps: make the next context meanwhile
+        self._answered = time.monotonic()
         return observation, reward, terminated, truncated, self._extra_info(info)
 
     def render(self) -> Any:
@@ -277,7 +283,8 @@ class WebEnv(LLMEnv):
             raise
         if not self._refresh(goal=True):
             raise BrowserError(f"could not read the episode's first page: {ep.aborted}")
-        self.browser.prepare_spare()
+        self.browser.prepare_spare(spare=self.browser_config.prewarm_idle_s <= 0)
+        self._answered = time.monotonic()
 
     def _refresh(self, *, goal: bool = False) -> bool:
         """Read the page (and the goal, if asked) into the episode; False (episode aborted) on failure."""
