@@ -276,14 +276,15 @@ def _pool_metrics(parts: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
 
 def pool_seeds(rows: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
     """One method's row over its seeds: evaluation sets pooled over the seeds that scored them (HumanEval
-    only on the first), tokens, minutes and training success averaged per seed; one seed's row as is."""
+    only on the first), tokens and training success averaged per seed, minutes the first seed's (wall
+    time depends on what else ran on the machine); one seed's row as is."""
     if len(rows) == 1:
         return {**rows[0][1], "per_seed": rows}
     first = rows[0][1]
     sets = {name for _, row in rows for name in row["evals"]}
     mean = lambda key: float(np.mean([row.get(key, np.nan) for _, row in rows]))  # noqa: E731
     pooled = {"method": first["method"], "what": first["what"], "per_seed": rows, "tokens": mean("tokens"),
-              "train_s": mean("train_s"), "teacher": first["teacher"], "skills": first["skills"],
+              "train_s": first["train_s"], "teacher": first["teacher"], "skills": first["skills"],
               "humaneval_distance": first.get("humaneval_distance"),
               "evals": {name: _pool_metrics([(seed, row["evals"][name]) for seed, row in rows if name in row["evals"]])
                         for name in sets}}
@@ -383,7 +384,7 @@ def _seeds_note(seeds: list[int]) -> str:
     if len(seeds) == 1:
         return f"seed {seeds[0]}"
     return (f"seeds {', '.join(map(str, seeds))} pooled: each task under each seed is one outcome, paired with the "
-            "same task under the same seed; tokens and minutes are per seed; HumanEval, TT-SI, teacher and skills "
+            "same task under the same seed; tokens are per seed; minutes, HumanEval, TT-SI, teacher and skills "
             f"figures are seed {seeds[0]}'s")
 
 
