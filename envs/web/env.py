@@ -113,7 +113,8 @@ class WebEnv(LLMEnv):
         self._episode: _Episode | None = None
         self._other_families: dict[str, WebTaskFamily] = {}  # for tasks from outside the task source
         self._restart_needed = False
-        self._answered = 0.0  # when the agent was last given an observation (for prewarm_idle_s)
+        # when the last step (or reset) returned, and the time spent in env calls since (for prewarm_idle_s)
+        self._answered, self._in_env = 0.0, 0.0
 
     # ----------------------------------------------------------------- LLMEnv hooks
     def default_task_source(self) -> TaskSource:
@@ -181,10 +182,16 @@ class WebEnv(LLMEnv):
 
     def observe(self) -> str:
         """Read the page again without acting (for pages that change by themselves); the observation."""
+        start = time.monotonic()
         ep = self._current()
         if not self._refresh():
             raise BrowserCrashed(f"could not read the page: {ep.aborted}")
+        self._count_env_time(time.monotonic() - start)
         return to_text(self._observation())
+
+    def _count_env_time(self, seconds: float) -> None:
+        """``seconds`` spent in an env call between two steps: not the agent's thinking time."""
+        self._in_env += seconds
 
     def oracle_action(self) -> str:
         ep = self._current()
@@ -210,7 +217,7 @@ class WebEnv(LLMEnv):
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         if self._episode is None and not self._done:
             raise ResetNeeded("the last reset() failed; call reset() again")
-        thought = time.monotonic() - self._answered  # how long the agent took since the last observation
+        thought = time.monotonic() - self._answered - self._in_env  # the agent's time since the last step
         observation, reward, terminated, truncated, info = super().step(action)
         ep = self._episode
         if ep is not None and info["action_error"] is not None and ep.aborted is None:
@@ -224,7 +231,7 @@ class WebEnv(LLMEnv):
             info["aborted"] = ep.aborted
         if self.browser is not None and thought >= self.browser_config.prewarm_idle_s:
             self.browser.prepare_spare()  # the agent thinks between steps: make the next context meanwhile
-        self._answered = time.monotonic()
+        self._answered, self._in_env = time.monotonic(), 0.0
         return observation, reward, terminated, truncated, self._extra_info(info)
 
     def render(self) -> Any:
@@ -284,7 +291,7 @@ class WebEnv(LLMEnv):
         if not self._refresh(goal=True):
             raise BrowserError(f"could not read the episode's first page: {ep.aborted}")
         self.browser.prepare_spare(spare=self.browser_config.prewarm_idle_s <= 0)
-        self._answered = time.monotonic()
+        self._answered, self._in_env = time.monotonic(), 0.0
 
     def _refresh(self, *, goal: bool = False) -> bool:
         """Read the page (and the goal, if asked) into the episode; False (episode aborted) on failure."""
