@@ -234,9 +234,12 @@ def test_the_next_context_is_made_while_the_agent_thinks_not_between_back_to_bac
         env.reset(seed=0)
         browser = env.unwrapped.browser
         assert not browser.spare_pending  # nothing competes with reading the episode's page
+        for _ in range(25):  # the page read again and again (longer than 0.2 s in all): the env's own time
+            env.unwrapped.observe()
         env.step("scroll(down)")
         assert not browser.spare_pending  # sent at once: reset() will make the next context itself
         time.sleep(0.3)  # the model thinks
+        env.unwrapped.observe()  # the agent reads the page before acting
         _, _, terminated, truncated, _ = env.step("scroll(up)")
         assert browser.spare_pending and not (terminated or truncated)
         first, _ = env.reset(seed=1)  # takes the context made in the background
