@@ -492,10 +492,10 @@ def write_results(rows: list[dict[str, Any]], path: Path, *, budget_name: str, b
                 rate = f"{used / shown:.3f}" if shown else "-"
                 lines.append(f"| {r['method']} | {it} | {k['proposed'][it]:.0f} | {k.get('added', {}).get(it, 0):.0f} | "
                              f"{k.get('size', {}).get(it, 0):.0f} | {shown:.0f} | {used:.0f} | {rate} |")
-    lines += ["", "![held-out, unseen and HumanEval success per method](results.png)", ""]
+    lines += ["", f"![held-out, unseen and HumanEval success per method]({path.with_suffix('.png').name})", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines), encoding="utf-8")
-    (path.parent / "results.json").write_text(json.dumps(rows, indent=1, default=str), encoding="utf-8")
+    path.with_suffix(".json").write_text(json.dumps(rows, indent=1, default=str), encoding="utf-8")
     _plot(rows, path.with_suffix(".png"))
 
 
