@@ -254,8 +254,7 @@ def summarise(out_dir: Path, name: str) -> dict[str, Any]:
            "tokens": sum(sum(v.values()) for k, v in series.items() if k.startswith("tokens/") and "transfer" not in k),
            "train_s": sum(series.get("time/iteration_s", {}).values()),
            "teacher": {k.removeprefix("teacher/"): dict(v) for k, v in series.items() if k.startswith("teacher/")},
-           "skills": {k.removeprefix("skills/"): dict(v) for k, v in series.items() if k.startswith("skills/")},
-           "humaneval_distance": humaneval_distance(store)}
+           "skills": {k.removeprefix("skills/"): dict(v) for k, v in series.items() if k.startswith("skills/")}}
     if name != "base":
         row["train_success"] = float(np.mean(list(series.get("train/success", {}).values()) or [np.nan]))
     store.close()
@@ -285,7 +284,6 @@ def pool_seeds(rows: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
     mean = lambda key: float(np.mean([row.get(key, np.nan) for _, row in rows]))  # noqa: E731
     pooled = {"method": first["method"], "what": first["what"], "per_seed": rows, "tokens": mean("tokens"),
               "train_s": first["train_s"], "teacher": first["teacher"], "skills": first["skills"],
-              "humaneval_distance": first.get("humaneval_distance"),
               "evals": {name: _pool_metrics([(seed, row["evals"][name]) for seed, row in rows if name in row["evals"]])
                         for name in sets}}
     if "train_success" in first:
@@ -293,22 +291,30 @@ def pool_seeds(rows: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
     return pooled
 
 
-def humaneval_distance(store: Store) -> dict[str, float] | None:
-    """How close the teacher's accepted tasks in ``store`` come to any HumanEval problem: the largest
-    word 5-gram overlap (the decontamination rule rejects above 0.4) and the largest cosine of
-    all-MiniLM-L6-v2 embeddings, measured afresh here on the stored prompts (None: no generated task)."""
+def humaneval_distances(run_dirs: dict[str, Path]) -> dict[str, dict[str, float]]:
+    """How close each run's accepted teacher tasks come to any HumanEval problem: the largest word
+    5-gram overlap (the decontamination rule rejects above 0.4) and the largest cosine of
+    all-MiniLM-L6-v2 embeddings, measured afresh on the stored prompts (runs without one are left out).
+    HumanEval is indexed and encoded once for all the runs."""
     import selfgym
     from selfgym.decontam import Decontaminator, SentenceEncoder, task_text
 
-    generated = store.tasks(split="generated")
+    generated: dict[str, list[Any]] = {}
+    for name, run_dir in run_dirs.items():
+        with Store(run_dir) as store:
+            if tasks := store.tasks(split="generated"):
+                generated[name] = tasks
     if not generated:
-        return None
+        return {}
     humaneval = list(selfgym.make_task_source("humaneval").tasks("heldout"))
-    index = Decontaminator(humaneval)
-    overlaps = [match.overlap if (match := index.closest(task_text(t))) else 0.0 for t in generated]
-    encoder = SentenceEncoder()
-    cosines = encoder.encode([task_text(t) for t in generated]) @ encoder.encode([task_text(t) for t in humaneval]).T
-    return {"tasks": float(len(generated)), "max_overlap": max(overlaps), "max_cosine": float(cosines.max())}
+    index, encoder = Decontaminator(humaneval), SentenceEncoder()
+    protected = encoder.encode([task_text(t) for t in humaneval])
+    out = {}
+    for name, tasks in generated.items():
+        overlaps = [match.overlap if (match := index.closest(task_text(t))) else 0.0 for t in tasks]
+        cosines = encoder.encode([task_text(t) for t in tasks]) @ protected.T
+        out[name] = {"tasks": float(len(tasks)), "max_overlap": max(overlaps), "max_cosine": float(cosines.max())}
+    return out
 
 
 def _outcomes(row: dict[str, Any], set_name: str, first: bool) -> dict[str, list[bool]]:
@@ -322,8 +328,8 @@ def _cell(metrics: dict[str, Any] | None) -> str:
     if metrics is None:
         return "-"
     lo, hi = metrics["ci95"]
-    solved = sum(any(o) for o in metrics["outcomes"].values())
-    return f"{metrics['success_rate']:.3f} [{lo:.2f}, {hi:.2f}] ({solved}/{len(metrics['outcomes'])})"
+    solved, total = _solved(metrics)
+    return f"{metrics['success_rate']:.3f} [{lo:.2f}, {hi:.2f}] ({solved}/{total})"
 
 
 def _diff(a: dict[str, list[bool]], b: dict[str, list[bool]]) -> str:
@@ -396,7 +402,9 @@ def _choice_note(humaneval: str) -> str:
 
 def write_results(rows: list[dict[str, Any]], path: Path, *, budget_name: str, budget: dict[str, int],
                   model: str, seeds: list[int], command: str, seconds: float, chosen: list[str],
-                  test_time: dict[str, Any] | None = None, humaneval: str = "best") -> None:
+                  test_time: dict[str, Any] | None = None, humaneval: str = "best",
+                  distances: dict[str, dict[str, float]] | None = None) -> None:
+    distances = distances or {}
     base = next((r for r in rows if r["method"] == "base"), None)
     lines = [
         "# Results: the seed methods side by side, and transfer", "",
@@ -450,10 +458,10 @@ def write_results(rows: list[dict[str, Any]], path: Path, *, budget_name: str, b
                   "attempts instead of the tests' feedback inside one episode).", "",
                   "| set | plain | with reflect-and-retry | vs plain | vs base within 3 (test feedback) | min |",
                   "|---|---|---|---|---|---|"]
+        first_base = base["per_seed"][0][1] if base is not None else None  # TT-SI runs on the first seed
         for set_name in ("heldout", "unseen"):
             t = test_time[set_name]
             plain, retried = t["plain"]["outcomes"], t["with_retries"]["outcomes"]
-            first_base = base["per_seed"][0][1] if base is not None else None  # TT-SI runs on the first seed
             feedback = _outcomes(first_base, set_name, False) if first_base is not None and set_name == "unseen" else {}
             lines.append(f"| {set_name} | {_cell(t['plain'])} | {_cell(t['with_retries'])} | {_diff(retried, plain)} | "
                          f"{_diff(retried, feedback) if feedback else '-'} | {t['seconds'] / 60:.1f} |")
@@ -474,8 +482,7 @@ def write_results(rows: list[dict[str, Any]], path: Path, *, budget_name: str, b
                   "largest embedding cosine (all-MiniLM-L6-v2) with any of the 164 problems.", "",
                   "| method | accepted tasks | largest 5-gram overlap | largest cosine |", "|---|---|---|---|"]
         for r in teachers:
-            d = r.get("humaneval_distance")
-            if d:
+            if d := distances.get(r["method"]):
                 lines.append(f"| {r['method']} | {d['tasks']:.0f} | {d['max_overlap']:.2f} | {d['max_cosine']:.2f} |")
     libraries = [r for r in rows if r["skills"]]
     if libraries:
@@ -596,7 +603,8 @@ def main() -> None:
                f"--seed {','.join(map(str, seeds))} --humaneval {args.humaneval}")
     write_results(rows, Path(args.results), budget_name=args.budget, budget=budget, model=args.model, seeds=seeds,
                   command=command, seconds=time.perf_counter() - started, chosen=chosen, test_time=test_time,
-                  humaneval=args.humaneval)
+                  humaneval=args.humaneval,
+                  distances=humaneval_distances({r["method"]: first / r["method"] for r in rows if r["teacher"]}))
     print(Path(args.results).read_text())
 
 
