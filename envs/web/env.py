@@ -186,12 +186,8 @@ class WebEnv(LLMEnv):
         ep = self._current()
         if not self._refresh():
             raise BrowserCrashed(f"could not read the page: {ep.aborted}")
-        self._count_env_time(time.monotonic() - start)
+        self._in_env += time.monotonic() - start  # the env's own time: not the agent thinking
         return to_text(self._observation())
-
-    def _count_env_time(self, seconds: float) -> None:
-        """``seconds`` spent in an env call between two steps: not the agent's thinking time."""
-        self._in_env += seconds
 
     def oracle_action(self) -> str:
         ep = self._current()
