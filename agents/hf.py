@@ -25,6 +25,7 @@ re-computes. The continuous path reports them after truncation, which is the sam
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -164,6 +165,20 @@ class TransformersPolicy:
         base.config.use_cache = True
         self.prefix_cache.clear()  # keys/values of the old weights
         self._loopable = kvcache.supports_reuse(model)
+
+    def copy_in(self, dtype: str) -> TransformersPolicy:
+        """A policy generating with a copy of the current weights in ``dtype`` (float32, bfloat16 or
+        float16; LoRA merged into the copy), e.g. bfloat16 for an evaluation, 2-3x faster than
+        float32 at a batch of 64 on a CPU. This policy's weights are not touched."""
+        import torch
+
+        config = dataclasses.replace(self.config, dtype=dtype)  # checks the name
+        model = copy.deepcopy(self.model)
+        if hasattr(model, "merge_and_unload"):  # a PEFT model: one plain model generates faster
+            model = model.merge_and_unload()
+        policy = TransformersPolicy(model.to(getattr(torch, dtype)), self.tokenizer, config)
+        policy.use_model(policy.model)  # eval mode, KV cache on
+        return policy
 
     @property
     def _reusable(self) -> bool:

@@ -107,6 +107,10 @@ class LLMAgent:
         """The same policy and config with other retrievers (e.g. plus reflections for a retry)."""
         return LLMAgent(self.policy, self.config, memory=memory)
 
+    def with_policy(self, policy: Policy) -> LLMAgent:
+        """The same config and memory generating with another policy (e.g. other weights)."""
+        return LLMAgent(policy, self.config, memory=self.memory)
+
     def with_config(self, **changes: Any) -> LLMAgent:
         return LLMAgent(self.policy, dataclasses.replace(self.config, **changes), memory=self.memory)
 

@@ -30,3 +30,34 @@ def test_bad_dtypes_and_policy_options_for_a_server_are_refused() -> None:
         make_agent("llm:openai:http://127.0.0.1:9/v1?dtype=bfloat16")
     with pytest.raises(ConfigError, match="unknown llm agent option 'dtyp'"):
         make_agent("llm:embedded?dtyp=bfloat16")
+
+
+def test_a_copy_in_another_dtype_merges_lora_and_leaves_the_trained_weights_alone() -> None:
+    """What an evaluation in bfloat16 generates with: the trained LoRA's effect is in the copy (a
+    float32 copy gives the same logits), and the policy still trains float32 weights with its adapter."""
+    from peft import LoraConfig, get_peft_model
+
+    from selfgym.agents.hf import TransformersPolicy
+
+    agent = make_agent(f"llm:{tiny_model_dir()}")
+    torch.manual_seed(0)
+    peft = get_peft_model(agent.policy.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
+                                                         init_lora_weights=False))  # a non-zero update
+    policy = TransformersPolicy(peft, agent.policy.tokenizer, agent.policy.config)
+    before = {k: v.clone() for k, v in peft.state_dict().items()}
+    ids = torch.tensor([[1, 5, 9, 13, 2]])
+    with torch.no_grad():
+        want = peft(input_ids=ids).logits
+        same = policy.copy_in("float32")
+        assert not hasattr(same.model, "peft_config")  # a plain model
+        assert torch.allclose(same.model(input_ids=ids).logits, want, atol=1e-4)
+        half = policy.copy_in("bfloat16")
+        assert half.model.dtype == torch.bfloat16 and half.config.dtype == "bfloat16"
+        assert (half.model(input_ids=ids).logits.float() - want).abs().max() < 0.1 * want.abs().max()
+    after = peft.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+    assert all(p.dtype == torch.float32 for p in peft.parameters())
+    [out] = half.generate([[{"role": "user", "content": "hi"}]], SamplingParams(max_tokens=4, temperature=0))
+    assert out.completion_ids
+    with pytest.raises(ConfigError, match="dtype must be"):
+        policy.copy_in("int8")

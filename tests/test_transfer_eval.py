@@ -173,3 +173,42 @@ def test_a_protected_source_is_kept_from_the_teacher_without_being_scored(tmp_pa
     with pytest.raises(ConfigError, match="humaneva"):
         protected_tasks(bad)
     bad.env.close()
+
+
+def test_evaluations_can_score_a_bfloat16_copy_while_training_keeps_float32(tmp_path: Path):
+    """``eval.dtype``: the held-out and transfer evaluations generate with a bfloat16 copy of the
+    current weights (faster on a CPU), say so in their stored metrics, and the policy the loop trains
+    keeps its float32 weights."""
+    import torch
+    from rich.console import Console
+
+    from selfgym.run import stages
+    from selfgym.run.assemble import open_run
+
+    text = CONFIG.format(name="half", model=str(tiny_model_dir())).replace("[eval]\n", '[eval]\ndtype = "bfloat16"\n')
+    (tmp_path / "run.toml").write_text(text)
+    config = load_toml(tmp_path / "run.toml", RunConfig)
+    assert config.eval.dtype == "bfloat16"
+    run = open_run(config, tmp_path / "run", Console(quiet=True))
+    try:
+        weights = {k: v.clone() for k, v in run.policy.model.state_dict().items()}
+        assert stages._eval_agent(run).policy.model.dtype == torch.bfloat16
+        stages.evaluate_heldout(run, 0)
+        stages.evaluate_transfer(run, 0)
+        assert run.policy.model.dtype == torch.float32 and run.agent.policy is run.policy
+        assert all(torch.equal(v, weights[k]) for k, v in run.policy.model.state_dict().items())
+    finally:
+        run.close()
+    evals = Store(tmp_path / "run").evals("half", transfer=None)
+    assert len(evals) == 3 and {e["metrics"]["dtype"] for e in evals} == {"bfloat16"}
+    plain = CONFIG.format(name="plain", model=str(tiny_model_dir()))
+    (tmp_path / "plain.toml").write_text(plain)
+    run = open_run(load_toml(tmp_path / "plain.toml", RunConfig), tmp_path / "plain", Console(quiet=True))
+    try:
+        assert stages._eval_agent(run).policy is run.policy  # no copy without eval.dtype
+        assert stages.eval_dtype(run) == "float32"
+    finally:
+        run.close()
+    (tmp_path / "bad.toml").write_text(text.replace('dtype = "bfloat16"', 'dtype = "int4"'))
+    with pytest.raises(ConfigError, match="eval.dtype must be"):
+        load_toml(tmp_path / "bad.toml", RunConfig)

@@ -348,10 +348,10 @@ def _driver_weights(run: LoopRun) -> str:
     return run.config.policy.model
 
 
-def rollout_backend(run: LoopRun) -> RolloutsFn:
+def rollout_backend(run: LoopRun, *, dtype: str | None = None) -> RolloutsFn:
     """The rollout function of a run's stages (``[rollout] backend``): ``run_rollouts`` in-process, or
     Ray workers whose agents have the stage's agent config and generate through ``rollout.policy_url``
-    (or load the driver's current weights)."""
+    (or load the driver's current weights, in ``dtype`` when given, else ``policy.dtype``)."""
     section = run.config.rollout
     if section.backend == "local":
         return run_rollouts
@@ -360,7 +360,7 @@ def rollout_backend(run: LoopRun) -> RolloutsFn:
                                        keep_workers=True)
     pool = run.ray_rollouts
     spec = f"openai:{section.policy_url}" if section.policy_url else _driver_weights(run)
-    device, dtype = run.config.policy.device, run.config.policy.dtype
+    device, dtype = run.config.policy.device, dtype or run.config.policy.dtype
 
     def rollouts(env: Any, agent: Any, tasks: Any, config: RolloutConfig | None = None, **kwargs: Any) -> RolloutResult:
         if section.env_servers:  # the run's env id on the servers, which hold its arguments (--env-arg)

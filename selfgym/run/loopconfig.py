@@ -153,6 +153,10 @@ class EvalSection:
     memory: bool = field(default=True, metadata={"help": "the evaluated agent reads memory (reflections, skills)"})
     temperature: float | None = field(
         default=0.0, metadata={"help": "sampling temperature of the evaluated agent (0: greedy; unset: the agent's)"})
+    dtype: str | None = field(default=None, metadata={
+        "help": "float32 | bfloat16 | float16: the evaluations generate with a copy of the current weights in "
+                "this dtype (bfloat16: 2-3x faster than float32 at a batch of 64 on a CPU, with other greedy "
+                "outputs); training keeps policy.dtype; unset: the policy's own weights"})
     transfer: list[TransferEval] = field(default_factory=list, metadata={
         "help": "task sets never trained on ([[eval.transfer]] tables), scored before and after: first-attempt "
                 "success and success within max_attempts"})
@@ -165,6 +169,8 @@ class EvalSection:
             raise ConfigError("eval.every must be >= 0, eval.n_tasks and eval.k >= 1")
         if self.k > 1 and self.temperature == 0:
             raise ConfigError("eval.k > 1 with eval.temperature = 0 repeats one greedy answer; set a temperature > 0")
+        if self.dtype not in (None, "float32", "bfloat16", "float16"):
+            raise ConfigError(f"eval.dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
         names = [t.name for t in self.transfer]
         if len(set(names)) != len(names):
             raise ConfigError(f"eval.transfer names must differ, got {names}")

@@ -320,9 +320,11 @@ def evaluate_heldout(run: LoopRun, iteration: int) -> float:
     scores, result = evaluate_tasks(
         run.make_eval_env, _eval_agent(run), tasks, k=ev.k,
         seed=derive_seed(run.config.seed, "eval", iteration), max_concurrent=run.config.rollout.max_concurrent,
-        stuck_after=run.config.rollout.stuck_after, progress=run.out.interactive, rollouts=rollout_backend(run),
-        store=run.store, run_id=_eval_run(run, "eval", split=ev.split), iteration=iteration, policy_id=run.policy_id)
-    run.store.add_eval(run_id=run.run_id, env_id=run.config.env.id, split=ev.split, metrics=scores.to_dict(),
+        stuck_after=run.config.rollout.stuck_after, progress=run.out.interactive,
+        rollouts=rollout_backend(run, dtype=ev.dtype), store=run.store, run_id=_eval_run(run, "eval", split=ev.split),
+        iteration=iteration, policy_id=run.policy_id)
+    metrics = scores.to_dict() | {"dtype": eval_dtype(run)}
+    run.store.add_eval(run_id=run.run_id, env_id=run.config.env.id, split=ev.split, metrics=metrics,
                        checkpoint_id=run.checkpoint_id, iteration=iteration)
     seconds = time.perf_counter() - start
     run.store.log_metrics(run.run_id, iteration, {"time/eval_s": seconds,
@@ -341,12 +343,27 @@ def _eval_run(run: LoopRun, name: str, **info: Any) -> str:
 
 
 def _eval_agent(run: LoopRun) -> Any:
-    """The agent the evaluations score: with or without memory, at the eval temperature."""
+    """The agent the evaluations score: with or without memory, at the eval temperature, generating
+    with a copy of the current weights in ``eval.dtype`` where that is not the policy's own."""
     ev = run.config.eval
     agent = run.agent if ev.memory else run.agent.with_memory([])
     if ev.temperature is not None:
         agent = agent.with_config(sampling=replace(agent.config.sampling, temperature=ev.temperature))
+    if ev.dtype and ev.dtype != _weights_dtype(run):
+        agent = agent.with_policy(run.policy.copy_in(ev.dtype))
     return agent
+
+
+def eval_dtype(run: LoopRun) -> str:
+    """The dtype of the weights the evaluations score: ``eval.dtype``, else the policy's (stored in
+    each evaluation's metrics, since it changes greedy outputs)."""
+    return run.config.eval.dtype or _weights_dtype(run)
+
+
+def _weights_dtype(run: LoopRun) -> str:
+    model = getattr(run.policy, "model", None)
+    dtype = next(model.parameters()).dtype if model is not None else None
+    return str(dtype).removeprefix("torch.") if dtype is not None else "unknown"
 
 
 def evaluate_transfer(run: LoopRun, iteration: int) -> Metrics:
@@ -357,18 +374,18 @@ def evaluate_transfer(run: LoopRun, iteration: int) -> Metrics:
     them (``success_rate``, ``ci95``, ``outcomes``) and on the first submission (``first_attempt``).
     """
     done = {(e["split"], e["iteration"]) for e in run.store.evals(run.run_id, transfer=True)}
+    todo = [spec for spec in run.config.eval.transfer if (f"transfer:{spec.name}", iteration) not in done]
     logged: Metrics = {}
-    for spec in run.config.eval.transfer:
+    scored = _eval_agent(run) if todo else None  # one copy of the weights for every set
+    for spec in todo:
         split = f"transfer:{spec.name}"
-        if (split, iteration) in done:
-            continue
         start = time.perf_counter()
         source = task_source_from_spec(spec.tasks) if spec.tasks else run.source
         tasks = eval_tasks(source, spec.split, spec.n_tasks, spec.families, spec.difficulties)
         extra: dict[str, Any] = {} if spec.max_attempts is None else {"max_attempts": spec.max_attempts}
         if spec.tasks:
             extra["task_source"] = source
-        agent = _eval_agent(run)
+        agent = scored
         if spec.max_tokens is not None:
             agent = agent.with_config(sampling=replace(agent.config.sampling, max_tokens=spec.max_tokens))
         with run.out.busy(f"transfer eval {spec.name}: {len(tasks)} tasks"):
@@ -376,13 +393,13 @@ def evaluate_transfer(run: LoopRun, iteration: int) -> Metrics:
                 run.env_with(**extra), agent, tasks, k=1,
                 seed=derive_seed(run.config.seed, "transfer", spec.name, iteration),
                 max_concurrent=run.config.rollout.max_concurrent, stuck_after=run.config.rollout.stuck_after,
-                progress=run.out.interactive, rollouts=rollout_backend(run),
+                progress=run.out.interactive, rollouts=rollout_backend(run, dtype=run.config.eval.dtype),
                 store=run.store, run_id=_eval_run(run, f"transfer/{spec.name}", split=split),
                 iteration=iteration, policy_id=run.policy_id)
         first = first_attempt_scores(result.trajectories)
         attempts = spec.max_attempts or _env_attempts(run.env)
         metrics = {**scores.to_dict(), "first_attempt": first, "max_attempts": attempts,
-                   "tasks": spec.tasks or "env", "families": spec.families}
+                   "tasks": spec.tasks or "env", "families": spec.families, "dtype": eval_dtype(run)}
         run.store.add_eval(run_id=run.run_id, env_id=run.config.env.id, split=split, metrics=metrics,
                            checkpoint_id=run.checkpoint_id, iteration=iteration)
         seconds = time.perf_counter() - start
