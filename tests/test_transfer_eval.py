@@ -212,3 +212,37 @@ def test_evaluations_can_score_a_bfloat16_copy_while_training_keeps_float32(tmp_
     (tmp_path / "bad.toml").write_text(text.replace('dtype = "bfloat16"', 'dtype = "int4"'))
     with pytest.raises(ConfigError, match="eval.dtype must be"):
         load_toml(tmp_path / "bad.toml", RunConfig)
+
+
+def test_an_evaluation_killed_part_way_resumes_with_the_episodes_it_finished(tmp_path: Path):
+    """The store holds the episodes an interrupted held-out evaluation finished (the first two of
+    its tasks, from the same weights): the resumed evaluation plays only the other tasks, so no task
+    has two episodes, and scores all of them. Episodes of other weights are not reused."""
+    from rich.console import Console
+
+    from selfgym.run import stages
+    from selfgym.run.assemble import open_run
+    from selfgym.seeds import derive_seed
+
+    text = CONFIG.format(name="cut", model=str(tiny_model_dir())).replace("n_tasks = 2\nevery", "n_tasks = 4\nevery")
+    (tmp_path / "run.toml").write_text(text)
+    config = load_toml(tmp_path / "run.toml", RunConfig)
+    run = open_run(config, tmp_path / "run", Console(quiet=True))
+    try:
+        tasks = stages.eval_tasks(run.eval_source, "heldout", 4, config.env.families, [])
+        run_id = stages._eval_run(run, "eval", split="heldout")
+        stages._evaluate(run, run_id, 0, run.make_eval_env, stages._eval_agent(run), tasks[:2], k=1,
+                         seed=derive_seed(config.seed, "eval", 0))  # what the killed evaluation finished
+        finished = {t.task_id: t.id for t in run.store.trajectories(run_id=run_id)}
+        other = run.store.trajectories(run_id=run_id)[0]  # and one episode of other weights
+        other.id, other.task_id, other.policy_id = "other-weights", tasks[3].id, "ckpt-old"
+        run.store.add_trajectory(other)
+        stages.evaluate_heldout(run, 0)
+    finally:
+        run.close()
+    store = Store(tmp_path / "run")
+    mine = [t for t in store.trajectories(run_id="cut/eval") if t.policy_id != "ckpt-old"]
+    assert sorted(t.task_id for t in mine) == sorted(t.id for t in tasks)  # one episode per task
+    assert {t.task_id: t.id for t in mine if t.task_id in finished} == finished  # kept, not replayed
+    [stored] = store.evals("cut")
+    assert set(stored["metrics"]["outcomes"]) == {t.id for t in tasks} and stored["metrics"]["n_tasks"] == 4

@@ -21,7 +21,7 @@ from selfgym.registry import task_source_from_spec
 from selfgym.run.assemble import LoopRun
 from selfgym.run.curriculum import Arm
 from selfgym.run.distributed import rollout_backend
-from selfgym.run.evaluate import evaluate_tasks, first_attempt_scores
+from selfgym.run.evaluate import evaluate_tasks, first_attempt_scores, summarise
 from selfgym.run.passrates import rollout_pass_rates
 from selfgym.run.rollout import RolloutConfig
 from selfgym.seeds import derive_seed
@@ -162,13 +162,8 @@ def play_rollouts(run: LoopRun, iteration: int, tasks: list[Task]) -> Metrics:
     """Run the attempts of this iteration that the store does not hold yet: each task's missing
     attempt numbers, in runs of consecutive ones (an episode that ended before an earlier attempt of
     its task, then a kill, leaves a gap that is filled, never a duplicate)."""
-    group = run.config.rollout.group_size
     stored = run.store.attempts_by_task(run_id=run.run_id, iteration=iteration, include_aborted=True)
-    missing: dict[tuple[int, int], list[Task]] = {}  # (first attempt, how many) -> tasks
-    unique = {task.id: task for task in tasks}  # a task drawn twice is one group
-    for task in unique.values():
-        for first, count in _consecutive(a for a in range(group) if a not in stored.get(task.id, set())):
-            missing.setdefault((first, count), []).append(task)
+    missing = _missing_attempts(tasks, run.config.rollout.group_size, stored)
     tokens, wall, steps, stuck = 0, 0.0, 0, 0
     before = run.policy.stats() if isinstance(run.policy, MeteredPolicy) else None
     rollouts = rollout_backend(run)  # in-process, or Ray workers ([rollout] backend)
@@ -205,6 +200,16 @@ def rollout_metrics(steps: int, tokens: int, wall: float, spent: GenerationStats
         if wall > 0:
             metrics["rollout/prefilled_tok_per_s"] = spent.prefilled_tokens / wall
     return metrics
+
+
+def _missing_attempts(tasks: Iterable[Task], group: int, stored: dict[str, set[int]]) -> dict[tuple[int, int], list[Task]]:
+    """Each task's attempts ``0..group-1`` not in ``stored``, as (first attempt, how many) -> tasks
+    (a task listed twice is one group)."""
+    missing: dict[tuple[int, int], list[Task]] = {}
+    for task in {task.id: task for task in tasks}.values():
+        for first, count in _consecutive(a for a in range(group) if a not in stored.get(task.id, set())):
+            missing.setdefault((first, count), []).append(task)
+    return missing
 
 
 def _consecutive(numbers: Iterable[int]) -> list[tuple[int, int]]:
@@ -317,21 +322,43 @@ def evaluate_heldout(run: LoopRun, iteration: int) -> float:
     start = time.perf_counter()
     families = [] if ev.tasks else run.config.env.families  # another source's families are its own
     tasks = eval_tasks(run.eval_source, ev.split, ev.n_tasks, families, ev.difficulties)
-    scores, result = evaluate_tasks(
-        run.make_eval_env, _eval_agent(run), tasks, k=ev.k,
-        seed=derive_seed(run.config.seed, "eval", iteration), max_concurrent=run.config.rollout.max_concurrent,
-        stuck_after=run.config.rollout.stuck_after, progress=run.out.interactive,
-        rollouts=rollout_backend(run, dtype=ev.dtype), store=run.store, run_id=_eval_run(run, "eval", split=ev.split),
-        iteration=iteration, policy_id=run.policy_id)
+    scores, _, tokens = _evaluate(run, _eval_run(run, "eval", split=ev.split), iteration, run.make_eval_env,
+                                  _eval_agent(run), tasks, k=ev.k, seed=derive_seed(run.config.seed, "eval", iteration))
     metrics = scores.to_dict() | {"dtype": eval_dtype(run)}
     run.store.add_eval(run_id=run.run_id, env_id=run.config.env.id, split=ev.split, metrics=metrics,
                        checkpoint_id=run.checkpoint_id, iteration=iteration)
     seconds = time.perf_counter() - start
     run.store.log_metrics(run.run_id, iteration, {"time/eval_s": seconds,
-                                                  "tokens/eval": float(result.generated_tokens)})
+                                                  "tokens/eval": float(tokens)})
     run.out.stage(f"held-out eval: {scores.n_tasks} tasks x {ev.k}, success {scores.success_rate:.3f} "
                   f"[{scores.ci95[0]:.3f}, {scores.ci95[1]:.3f}], {seconds:.1f}s")
     return scores.success_rate
+
+
+def _evaluate(run: LoopRun, run_id: str, iteration: int, make_env: Any, agent: Any, tasks: list[Task], *,
+              k: int, seed: int) -> tuple[Any, list[Trajectory], int]:
+    """Score ``k`` attempts of each task under the evaluation run ``run_id``, playing only the attempts
+    it does not hold yet from these weights: an evaluation killed part-way keeps the episodes it
+    finished, and the resume plays the rest (a fresh evaluation plays all, with ``seed``). Returns the
+    scores, every scored episode and the tokens generated now."""
+    def held() -> list[Trajectory]:
+        return [t for t in run.store.trajectories(run_id=run_id, iteration=iteration, include_aborted=True)
+                if t.task_id in ids and t.policy_id == run.policy_id]
+
+    ids = {task.id for task in tasks}
+    stored: dict[str, set[int]] = {}
+    for traj in held():
+        stored.setdefault(traj.task_id, set()).add(traj.attempt)
+    tokens = 0
+    for (first, count), chunk in sorted(_missing_attempts(tasks, k, stored).items()):
+        _, result = evaluate_tasks(
+            make_env, agent, chunk, k=count, seed=seed + first, max_concurrent=run.config.rollout.max_concurrent,
+            stuck_after=run.config.rollout.stuck_after, progress=run.out.interactive,
+            rollouts=rollout_backend(run, dtype=run.config.eval.dtype), store=run.store, first_attempt=first,
+            run_id=run_id, iteration=iteration, policy_id=run.policy_id)
+        tokens += result.generated_tokens
+    episodes = held()
+    return summarise(episodes, {task.id: task for task in tasks}, k), episodes, tokens
 
 
 def _eval_run(run: LoopRun, name: str, **info: Any) -> str:
@@ -389,14 +416,10 @@ def evaluate_transfer(run: LoopRun, iteration: int) -> Metrics:
         if spec.max_tokens is not None:
             agent = agent.with_config(sampling=replace(agent.config.sampling, max_tokens=spec.max_tokens))
         with run.out.busy(f"transfer eval {spec.name}: {len(tasks)} tasks"):
-            scores, result = evaluate_tasks(
-                run.env_with(**extra), agent, tasks, k=1,
-                seed=derive_seed(run.config.seed, "transfer", spec.name, iteration),
-                max_concurrent=run.config.rollout.max_concurrent, stuck_after=run.config.rollout.stuck_after,
-                progress=run.out.interactive, rollouts=rollout_backend(run, dtype=run.config.eval.dtype),
-                store=run.store, run_id=_eval_run(run, f"transfer/{spec.name}", split=split),
-                iteration=iteration, policy_id=run.policy_id)
-        first = first_attempt_scores(result.trajectories)
+            scores, episodes, tokens = _evaluate(
+                run, _eval_run(run, f"transfer/{spec.name}", split=split), iteration, run.env_with(**extra), agent,
+                tasks, k=1, seed=derive_seed(run.config.seed, "transfer", spec.name, iteration))
+        first = first_attempt_scores(episodes)
         attempts = spec.max_attempts or _env_attempts(run.env)
         metrics = {**scores.to_dict(), "first_attempt": first, "max_attempts": attempts,
                    "tasks": spec.tasks or "env", "families": spec.families, "dtype": eval_dtype(run)}
@@ -406,7 +429,7 @@ def evaluate_transfer(run: LoopRun, iteration: int) -> Metrics:
         logged.update({f"transfer/{spec.name}/first_attempt": first["success_rate"],
                        f"transfer/{spec.name}/within_attempts": scores.success_rate,
                        f"time/transfer_{spec.name}_s": seconds,
-                       f"tokens/transfer_{spec.name}": float(result.generated_tokens)})
+                       f"tokens/transfer_{spec.name}": float(tokens)})
         run.out.stage(f"transfer eval {spec.name}: {scores.n_tasks} tasks, first attempt {first['success_rate']:.3f} "
                       f"[{first['ci95'][0]:.3f}, {first['ci95'][1]:.3f}], within {attempts} attempt{'s' if attempts != 1 else ''} "
                       f"{scores.success_rate:.3f} [{scores.ci95[0]:.3f}, {scores.ci95[1]:.3f}], {seconds:.1f}s")
