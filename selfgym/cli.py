@@ -130,7 +130,7 @@ def eval_cmd(
     from selfgym.agents.policy import MeteredPolicy
     from selfgym.run.evaluate import evaluate_tasks, split_tasks
     from selfgym.run.stages import rollout_metrics, throughput
-    from selfgym.store import Store
+    from selfgym.store import EVAL_KIND, Store
 
     if backend not in ("local", "ray"):
         raise SelfgymError(f"--backend must be local or ray, got {backend!r}")
@@ -159,7 +159,7 @@ def eval_cmd(
     if store:
         store.create_run(run_id, {"env_id": env_id, "agent": name, "split": split, "n": n, "k": k, "memory": memory,
                                   "tasks": tasks_spec, "env_args": env_args, "temperature": temperature,
-                                  "max_tokens": max_tokens, "stuck_after": stuck_after}, kind="eval")
+                                  "max_tokens": max_tokens, "stuck_after": stuck_after}, kind=EVAL_KIND)
     make_env = lambda: selfgym.make(env_id, **env_kwargs)  # noqa: E731
     library = next((m for m in getattr(player, "memory", []) if getattr(m, "kind", "") == "skill"), None)
     if library is not None:  # the skills shown in the prompt are importable in the sandbox

@@ -30,9 +30,10 @@ from selfgym.errors import DuplicateAttemptError, DuplicateRecordError, StoreErr
 from selfgym.store_schema import SCHEMA_VERSION, Duplicates, find_duplicates, open_schema
 from selfgym.types import Task, Trajectory, Turn
 
-__all__ = ["SCHEMA_VERSION", "STORE_FILENAME", "Store"]
+__all__ = ["EVAL_KIND", "SCHEMA_VERSION", "STORE_FILENAME", "Store"]
 
 STORE_FILENAME = "store.sqlite"
+EVAL_KIND = "eval"  # the kind of a run holding an evaluation's episodes: no trainer or export reads them
 _LOAD_BATCH = 500  # trajectories whose turns are read in one query (SQLite allows 32766 parameters)
 
 
@@ -189,12 +190,12 @@ class Store:
 
     def runs(self, *, include_eval: bool = True) -> list[str]:
         """Run ids, oldest first; ``include_eval=False`` leaves out evaluation runs (kind ``eval``)."""
-        where = "" if include_eval else " WHERE kind IS NOT 'eval'"
+        where = "" if include_eval else f" WHERE kind IS NOT '{EVAL_KIND}'"
         return [r[0] for r in self._all(f"SELECT id FROM runs{where} ORDER BY created_at")]
 
     def eval_run_ids(self) -> set[str]:
         """The runs recorded as evaluations: their episodes are scored, never trained on."""
-        return {r[0] for r in self._all("SELECT id FROM runs WHERE kind='eval'")}
+        return {r[0] for r in self._all("SELECT id FROM runs WHERE kind=?", (EVAL_KIND,))}
 
     # ------------------------------------------------------------------ tasks
     def add_tasks(self, tasks: Iterable[Task], *, run_id: str | None = None) -> int:
@@ -348,7 +349,8 @@ class Store:
             clauses.append("t.task_id IN (SELECT id FROM tasks WHERE split=?)")
             params.append(split)
         if not include_eval:
-            clauses.append("t.run_id NOT IN (SELECT id FROM runs WHERE kind='eval')")
+            clauses.append("t.run_id NOT IN (SELECT id FROM runs WHERE kind=?)")
+            params.append(EVAL_KIND)
         return " AND ".join(clauses), params
 
     def _turns(self, trajectory_ids: list[str]) -> dict[str, list[Turn]]:

@@ -25,6 +25,7 @@ from selfgym.run.evaluate import evaluate_tasks, first_attempt_scores, summarise
 from selfgym.run.passrates import rollout_pass_rates
 from selfgym.run.rollout import RolloutConfig
 from selfgym.seeds import derive_seed
+from selfgym.store import EVAL_KIND
 from selfgym.types import Split, Task, TaskSource, Trajectory
 
 __all__ = ["add_generated_arms", "throughput", "choose_tasks", "curate_skills", "eval_tasks", "evaluate_heldout",
@@ -365,7 +366,7 @@ def _eval_run(run: LoopRun, name: str, **info: Any) -> str:
     """The run id an evaluation's episodes are stored under (``<run>/eval``, ``<run>/transfer/<name>``),
     recorded as kind ``eval``: they can be read in the viewer, and no trainer or export learns from them."""
     run_id = f"{run.run_id}/{name}"
-    run.store.create_run(run_id, {"run": run.run_id, **info}, kind="eval")
+    run.store.create_run(run_id, {"run": run.run_id, **info}, kind=EVAL_KIND)
     return run_id
 
 
