@@ -54,6 +54,18 @@ def test_two_iterations_fill_the_store(tmp_path, tiny):
     assert Path(store.checkpoints("t2")[-1]["path"]).is_dir()
     with pytest.raises(ConfigError, match="pass --resume"):
         train(config, tmp_path / "run")
+    # a run stored before a config key existed resumes (the key at its default); another value does not
+    import json
+    import sqlite3
+    from dataclasses import replace
+
+    with sqlite3.connect(tmp_path / "run" / "store.sqlite") as db:
+        stored = json.loads(db.execute("SELECT config FROM runs WHERE id='t2'").fetchone()[0])
+        del stored["eval"]["dtype"]
+        db.execute("UPDATE runs SET config=? WHERE id='t2'", (json.dumps(stored),))
+    assert train(config, tmp_path / "run", resume=True).iterations == 2
+    with pytest.raises(ConfigError, match="started with another config"):
+        train(replace(config, eval=replace(config.eval, dtype="bfloat16")), tmp_path / "run", resume=True)
 
 
 def test_heldout_evaluation_on_another_task_source(tmp_path, tiny):

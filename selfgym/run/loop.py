@@ -21,7 +21,7 @@ from typing import Any
 
 from rich.console import Console
 
-from selfgym.config import to_dict
+from selfgym.config import from_dict, to_dict
 from selfgym.errors import ConfigError
 from selfgym.lease import RunLease
 from selfgym.run import stages
@@ -130,13 +130,23 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, console: Console,
     existing = Store(run_dir).run(config.name) if (run_dir / "store.sqlite").exists() else None
     if existing and not resume:
         raise ConfigError(f"{run_dir} already holds run {config.name!r}; pass --resume to continue it")
-    if existing and existing["config"] != json.loads(json.dumps(to_dict(config))):
+    if existing and not _same_config(existing["config"], config):
         raise ConfigError(f"run {config.name!r} in {run_dir} was started with another config; resume it with that one")
     run = open_run(config, run_dir, console)
     try:
         return _iterate(run, config, run_dir, console, on_iteration)
     finally:
         run.close()
+
+
+def _same_config(stored: dict[str, Any], config: RunConfig) -> bool:
+    """Whether a stored run's config means ``config``: read with today's fields, so a key added since
+    (at its default) does not stop an older run from resuming; a key no longer known does."""
+    try:
+        then = from_dict(RunConfig, stored, where="the stored config")
+    except ConfigError:
+        return False
+    return json.loads(json.dumps(to_dict(then))) == json.loads(json.dumps(to_dict(config)))
 
 
 def _iterate(run: LoopRun, config: RunConfig, run_dir: Path, console: Console,
