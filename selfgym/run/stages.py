@@ -404,7 +404,9 @@ def evaluate_transfer(run: LoopRun, iteration: int) -> Metrics:
     done = {(e["split"], e["iteration"]) for e in run.store.evals(run.run_id, transfer=True)}
     todo = [spec for spec in run.config.eval.transfer if (f"transfer:{spec.name}", iteration) not in done]
     logged: Metrics = {}
-    scored = _eval_agent(run) if todo else None  # one copy of the weights for every set
+    if not todo:
+        return logged
+    scored = _eval_agent(run)  # one copy of the weights for every set
     for spec in todo:
         split = f"transfer:{spec.name}"
         start = time.perf_counter()
