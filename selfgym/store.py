@@ -190,8 +190,8 @@ class Store:
 
     def runs(self, *, include_eval: bool = True) -> list[str]:
         """Run ids, oldest first; ``include_eval=False`` leaves out evaluation runs (kind ``eval``)."""
-        where = "" if include_eval else f" WHERE kind IS NOT '{EVAL_KIND}'"
-        return [r[0] for r in self._all(f"SELECT id FROM runs{where} ORDER BY created_at")]
+        where, params = ("", ()) if include_eval else (" WHERE kind IS NOT ?", (EVAL_KIND,))
+        return [r[0] for r in self._all(f"SELECT id FROM runs{where} ORDER BY created_at", params)]
 
     def eval_run_ids(self) -> set[str]:
         """The runs recorded as evaluations: their episodes are scored, never trained on."""

@@ -21,7 +21,7 @@ from selfgym.registry import task_source_from_spec
 from selfgym.run.assemble import LoopRun
 from selfgym.run.curriculum import Arm
 from selfgym.run.distributed import rollout_backend
-from selfgym.run.evaluate import evaluate_tasks, first_attempt_scores, summarise
+from selfgym.run.evaluate import first_attempt_scores, summarise
 from selfgym.run.passrates import rollout_pass_rates
 from selfgym.run.rollout import RolloutConfig
 from selfgym.seeds import derive_seed
@@ -342,23 +342,22 @@ def _evaluate(run: LoopRun, run_id: str, iteration: int, make_env: Any, agent: A
     it does not hold yet from these weights: an evaluation killed part-way keeps the episodes it
     finished, and the resume plays the rest (a fresh evaluation plays all, with ``seed``). Returns the
     scores, every scored episode and the tokens generated now."""
-    def held() -> list[Trajectory]:
-        return [t for t in run.store.trajectories(run_id=run_id, iteration=iteration, include_aborted=True)
-                if t.task_id in ids and t.policy_id == run.policy_id]
-
     ids = {task.id for task in tasks}
+    episodes = [t for t in run.store.trajectories(run_id=run_id, iteration=iteration, include_aborted=True)
+                if t.task_id in ids and t.policy_id == run.policy_id]
     stored: dict[str, set[int]] = {}
-    for traj in held():
+    for traj in episodes:
         stored.setdefault(traj.task_id, set()).add(traj.attempt)
     tokens = 0
+    rollouts = rollout_backend(run, dtype=run.config.eval.dtype)
     for (first, count), chunk in sorted(_missing_attempts(tasks, k, stored).items()):
-        _, result = evaluate_tasks(
-            make_env, agent, chunk, k=count, seed=seed + first, max_concurrent=run.config.rollout.max_concurrent,
-            stuck_after=run.config.rollout.stuck_after, progress=run.out.interactive,
-            rollouts=rollout_backend(run, dtype=run.config.eval.dtype), store=run.store, first_attempt=first,
-            run_id=run_id, iteration=iteration, policy_id=run.policy_id)
+        result = rollouts(
+            make_env, agent, chunk,
+            RolloutConfig(group_size=count, max_concurrent=run.config.rollout.max_concurrent, seed=seed + first,
+                          stuck_after=run.config.rollout.stuck_after, progress=run.out.interactive),
+            store=run.store, first_attempt=first, run_id=run_id, iteration=iteration, policy_id=run.policy_id)
+        episodes += result.trajectories
         tokens += result.generated_tokens
-    episodes = held()
     return summarise(episodes, {task.id: task for task in tasks}, k), episodes, tokens
 
 
