@@ -64,6 +64,15 @@ def test_program_errors_are_results_not_exceptions(box):
     assert syntax.exit_code == 1 and "SyntaxError" in syntax.stderr
 
 
+def test_a_program_killed_by_a_signal_reports_the_signal(box):
+    # No exit code is announced here: the status comes from the process that reaps the child.
+    crash = box.exec("import os, signal\nprint('before', flush=True)\nos.kill(os.getpid(), signal.SIGSEGV)\n")
+    assert (crash.exit_code, crash.signal, crash.stdout) == (-signal.SIGSEGV, signal.SIGSEGV, "before\n")
+    killed = box.exec(["sh", "-c", "echo started; kill -9 $$"])
+    assert (killed.exit_code, killed.signal, killed.stdout) == (-signal.SIGKILL, signal.SIGKILL, "started\n")
+    assert box.exec("print('next')").stdout == "next\n"
+
+
 def test_a_command_can_run_instead_of_python(box):
     result = box.exec(["sh", "-c", "echo from-shell; exit 4"])
     assert result.stdout == "from-shell\n" and result.exit_code == 4

@@ -64,7 +64,7 @@ class BwrapBackend:
         size = str(self.config.scratch_mb * MIB)
         uid = sandbox_uid() if self.root else None
         env = child_env(WORKDIR)
-        argv = [self.bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net",
+        argv = [self.bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--as-pid-1", "--unshare-net",
                 "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
         argv += self._binds()
         argv += ["--proc", "/proc", "--dev", "/dev",

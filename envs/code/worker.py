@@ -1,14 +1,22 @@
 """The sandbox worker: a fork server that runs *inside* the sandbox.
 
 Started once per sandbox by ``pool.BOOTSTRAP``, which reads this source and its configuration
-from stdin and runs it with the configuration in ``sys.argv[1]``. It then reads
-length-prefixed JSON requests on stdin and answers on stdout. It always keeps one *spare* child
-forked ahead of time (the fork is then off the hot path): the spare has started a new session,
-set its static limits and a fresh ``__main__``, and waits for its go line. A request writes the
-program's files into the work directory and sends the go line; the spare sets the time and memory
-limits, drops to the unprivileged sandbox uid and runs the program, while the server feeds stdin
-and collects stdout/stderr until the child exits or the deadline passes. Then every process the
-child left behind is killed and the scratch directories are wiped: nothing leaks between requests.
+from stdin and runs it with the configuration in ``sys.argv[1]``. It is two processes:
+
+- the *zygote* (the process started; pid 1 of the sandbox's pid namespace where there is one)
+  only forks children and reaps them. It does next to nothing between forks, so a fork leaves it
+  almost no pages to copy on write;
+- the *server*, forked from it once, reads length-prefixed JSON requests on stdin and answers on
+  stdout. It shares no pages with the children (it is not their parent's memory), so handling a
+  request costs it no copy-on-write faults.
+
+The server always keeps one *spare* child ordered ahead of time (the fork is then off the hot
+path): the spare has started a new session, set its static limits and a fresh ``__main__``, and
+waits for its go line. A request writes the program's files into the work directory and sends the
+go line; the spare sets the time and memory limits, drops to the unprivileged sandbox uid and runs
+the program, while the server feeds stdin and collects stdout/stderr until the child exits or the
+deadline passes. Then every process the child left behind is killed and the scratch directories
+are wiped: nothing leaks between requests.
 
 Standard library only, Python >= 3.9: this file runs under the interpreter inside the sandbox,
 which may not be the host's.
@@ -26,6 +34,7 @@ import resource
 import select
 import shutil
 import signal
+import socket
 import struct
 import sys
 import time
@@ -78,26 +87,16 @@ def _send(fd: int, message: dict) -> None:
 
 
 class Spare:
-    """A child forked ahead of time and the parent's ends of its pipes."""
+    """A child forked ahead of time (by the zygote) and the server's ends of its pipes."""
 
     def __init__(self, pid: int, control: int, stdin_w: int, out_r: int, err_r: int, status_r: int) -> None:
         self.pid, self.control, self.out_r, self.err_r = pid, control, out_r, err_r
         self.stdin_w: int | None = stdin_w
         self.status_r: int | None = status_r
-        self.reaped = False
         try:
-            self.pidfd: int | None = os.pidfd_open(pid)
+            self.pidfd: int | None = os.pidfd_open(pid)  # readable once the child has exited
         except (AttributeError, OSError):
-            self.pidfd = None  # old kernel: poll waitpid instead
-
-    def reap(self) -> None:
-        """Wait for the (killed or exiting) child, after the answer went out."""
-        if not self.reaped:
-            try:
-                os.waitpid(self.pid, 0)
-            except ChildProcessError:
-                pass  # already reaped while killing leftovers
-            self.reaped = True
+            self.pidfd = None  # old kernel: ask the zygote every few milliseconds instead
 
     def close(self) -> None:
         for fd in (self.control, self.stdin_w, self.pidfd, self.status_r):
@@ -124,16 +123,18 @@ class Worker:
         os.makedirs(self.workdir, exist_ok=True)
         self._reset_workdir()
 
-    def serve(self, proto_in: int, proto_out: int) -> None:
-        """Answer requests until the host closes the pipe."""
-        gc.freeze()  # children then leave the server's objects alone: fewer copy-on-write faults
-        spare = self._prefork()
+    def serve(self, proto_in: int, proto_out: int, zygote: socket.socket) -> None:
+        """Answer requests until the host closes the pipe (the server process)."""
+        self.zygote = zygote
+        ends = self._order_spare(0)
+        spare: Spare | None = self._take_spare(ends)
         _send(proto_out, {"ready": True, "pid": os.getpid(), "uid": os.getuid(), "python": sys.version.split()[0]})
         while True:
             request = _recv(proto_in)
             if request is None:
-                _kill_group(spare.pid)
-                return
+                return  # the zygote sees its socket close, kills the spare and exits
+            if spare is None:
+                spare = self._take_spare(ends)
             try:
                 response = self._run(spare, request)
             except Exception:  # noqa: BLE001 - reported to the host, which recycles this worker
@@ -141,20 +142,35 @@ class Worker:
                 spare.close()
                 response = {"error": traceback.format_exc(limit=6)}
             _send(proto_out, response)
-            done, spare = spare, self._prefork()  # the next spare first: a back-to-back request needs it
-            done.reap()  # its exit (unmapping a copy of this process) is off the answer's path
+            # Order the next spare only now: every process of this request is dead (the pid
+            # namespace's cleanup kills all but the zygote and this server, spares included).
+            # The zygote forks it while the host reads the answer; its pid is read on the next request.
+            ends, spare = self._order_spare(spare.pid), None
 
-    # ------------------------------------------------------------------ parent side
-    def _prefork(self) -> Spare:
+    # ------------------------------------------------------------------ server side
+    def _order_spare(self, reap: int) -> list:
+        """Ask the zygote for a new spare (and to reap the finished one); returns the server's pipe ends."""
         pipes = [os.pipe() for _ in range(5)]  # control, stdin, stdout, stderr, exit status
-        pid = os.fork()
-        if pid == 0:
-            self._spare([pipes[0][0], pipes[1][0], pipes[2][1], pipes[3][1], pipes[4][1]])  # never returns
-        for read_end, _ in pipes[:2]:
-            os.close(read_end)
-        for _, write_end in pipes[2:]:
-            os.close(write_end)
-        return Spare(pid, pipes[0][1], pipes[1][1], pipes[2][0], pipes[3][0], pipes[4][0])
+        child_ends = [pipes[0][0], pipes[1][0], pipes[2][1], pipes[3][1], pipes[4][1]]
+        socket.send_fds(self.zygote, [b"f %d" % reap], child_ends)
+        for fd in child_ends:
+            os.close(fd)
+        return [pipes[0][1], pipes[1][1], pipes[2][0], pipes[3][0], pipes[4][0]]
+
+    def _take_spare(self, ends: list) -> Spare:
+        reply = self.zygote.recv(64)
+        if not reply:
+            raise RuntimeError("the sandbox's zygote process exited")
+        return Spare(int(reply), *ends)
+
+    def _wait(self, pid: int, block: bool = True) -> int | None:
+        """The wait status of the (exited or killed) spare ``pid``, from the zygote that reaps it;
+        ``None`` if it still runs (``block=False`` only)."""
+        self.zygote.send(b"%s %d" % (b"w" if block else b"p", pid))
+        reply = self.zygote.recv(64)
+        if not reply:
+            raise RuntimeError("the sandbox's zygote process exited")
+        return None if reply == b"-" else int(reply)
 
     def _run(self, spare: Spare, request: dict) -> dict:
         """Write the files, start the spare on ``request``, collect its result, clean up."""
@@ -209,19 +225,23 @@ class Worker:
         status: int | None = None
         reported: int | None = None
         timed_out, truncated = False, False
+        exited = False
         while status is None and reported is None:
             if not stdin_view and writers and spare.stdin_w is not None:
                 os.close(spare.stdin_w)
                 spare.stdin_w, writers = None, []
-            done, wait_status = os.waitpid(spare.pid, os.WNOHANG)
             left = deadline - time.monotonic()
-            if done:
-                status, spare.reaped = wait_status, True
+            if exited:  # without announcing its exit code: killed by a signal, or an exec'd command
+                status = self._wait(spare.pid)
             elif left <= 0:
                 timed_out = True
                 _kill_group(spare.pid)
-                status, spare.reaped = os.waitpid(spare.pid, 0)[1], True
+                status = self._wait(spare.pid)
             else:
+                if spare.pidfd is None:  # no pidfd to watch: ask the zygote, then sleep a little
+                    status = self._wait(spare.pid, block=False)
+                    if status is not None:
+                        break
                 watch = [*pipes, *(fd for fd in (spare.status_r, spare.pidfd) if fd is not None)]
                 wait = left if spare.pidfd is not None else min(left, 0.002)
                 readable, writable, _ = select.select(watch, writers, [], wait)
@@ -232,6 +252,7 @@ class Worker:
                         stdin_view = memoryview(b"")  # the program stopped reading stdin
                 if spare.status_r in readable:
                     reported = _read_status(spare)
+                exited = spare.pidfd in readable
                 truncated = self._drain(readable, pipes) or truncated
         duration = time.monotonic() - start
         _kill_group(spare.pid)
@@ -382,17 +403,73 @@ def _kill_group(pid: int) -> None:
 
 
 def _kill_all() -> None:
-    """Kill every process in this pid namespace except init and us, then reap our zombies."""
+    """Kill every process in this pid namespace but its init (the zygote) and the server; the
+    zygote reaps them."""
     try:
         os.kill(-1, signal.SIGKILL)
     except OSError:
         pass
+
+
+def _zygote(worker: Worker, sock: socket.socket) -> None:
+    """The zygote's loop: fork a spare per order, reap, answer wait queries. Never returns.
+
+    Orders from the server (one datagram each): ``f <pid>`` with the five child ends of the
+    spare's pipes attached: fork a spare on them, answer its pid, then reap ``<pid>`` (the spare
+    the server is done with; 0 for none). ``w <pid>`` / ``p <pid>``: answer the wait status of an
+    exited spare, waiting for it (``w``) or ``-`` if it still runs (``p``). As the namespace's init
+    it also reaps every orphan the cleanup killed. Deliberately small: each of its writes after a
+    fork costs a copy-on-write fault.
+    """
+    statuses: dict[int, int | None] = {}  # spares not yet let go -> their wait status once reaped
     while True:
         try:
-            if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                break
+            message, fds, _, _ = socket.recv_fds(sock, 64, 5)
+        except OSError:
+            message, fds = b"", []
+        if not message:  # the server exited
+            for pid in statuses:
+                _kill_group(pid)
+            os._exit(0)
+        op, pid = message[:1], int(message[2:])
+        if op == b"f":
+            _sweep(statuses)
+            child = os.fork()
+            if child == 0:
+                worker._spare(fds)  # never returns
+            for fd in fds:
+                os.close(fd)
+            statuses[child] = None
+            sock.send(b"%d" % child)
+            if pid and statuses.pop(pid, None) is None:
+                _reap(pid, 0)
+            continue
+        status = statuses.get(pid)
+        if status is None:
+            status = _reap(pid, 0 if op == b"w" else os.WNOHANG)
+            statuses[pid] = status
+        sock.send(b"-" if status is None else b"%d" % status)
+
+
+def _reap(pid: int, flags: int) -> int | None:
+    try:
+        done, status = os.waitpid(pid, flags)
+    except ChildProcessError:
+        return -1  # not ours (cannot happen): reported as an unknown exit
+    return status if done else None
+
+
+def _sweep(statuses: dict) -> None:
+    """Reap whatever has exited: spares (their status kept for the server) and killed orphans."""
+    while True:
+        try:
+            done, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            break
+            return
+        if not done:
+            return
+        if done in statuses:
+            statuses[done] = status
 
 
 WARM_UP = compile("values = [i * 2 for i in range(8)]\ntext = {'key': str(values)}\n", "<warm-up>", "exec")
@@ -494,7 +571,21 @@ def main() -> None:
         module.__file__ = f"{name}.py"
         sys.modules[name] = module
         exec(compile(source, module.__file__, "exec"), module.__dict__)
-    Worker(config).serve(proto_in, proto_out)
+    worker = Worker(config)
+    if worker.pidns and os.getpid() != 1:  # _kill_all would kill the zygote
+        raise SystemExit(f"the sandbox worker must be pid 1 of its pid namespace, not {os.getpid()}")
+    server_end, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    gc.freeze()  # the collector then leaves the shared objects alone: fewer copy-on-write faults
+    if os.fork() == 0:
+        zygote_end.close()
+        worker.serve(proto_in, proto_out, server_end)
+        return
+    server_end.close()
+    # Only the server speaks to the host. Fds 0-4 stay taken, so every fd the zygote receives is
+    # >= 5 and a spare's dup2 onto 0-4 never overwrites one it still has to move.
+    os.dup2(null, proto_in)
+    os.dup2(null, proto_out)
+    _zygote(worker, zygote_end)
 
 
 if __name__ == "__main__":
