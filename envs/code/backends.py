@@ -15,7 +15,7 @@ from pathlib import Path
 from selfgym.errors import SandboxError
 
 from .docker_backend import DockerBackend
-from .pool import PipeTransport, child_env, sandbox_uid, worker_config, worker_launch
+from .pool import WORKER_ENV, PipeTransport, child_env, sandbox_uid, worker_config, worker_launch
 from .sandbox import SandboxConfig
 
 __all__ = ["BwrapBackend", "DockerBackend", "ProcessBackend"]
@@ -71,7 +71,7 @@ class BwrapBackend:
                  "--perms", "1777", "--size", size, "--tmpfs", "/tmp",
                  "--perms", "1777", "--size", size, "--tmpfs", "/dev/shm",
                  "--size", size, "--tmpfs", WORKDIR, "--chdir", WORKDIR, "--clearenv"]
-        for key, value in env.items():
+        for key, value in {**env, **WORKER_ENV}.items():
             argv += ["--setenv", key, value]
         if self.root:
             argv += ["--cap-drop", "ALL"]
@@ -150,6 +150,6 @@ class ProcessBackend:
         env = child_env(workdir)
         config = worker_config(self.config, workdir=workdir, scratch=[], pidns=False, uid=None, warm=warm, env=env)
         argv, payload = worker_launch(self.python, config)
-        transport = _ProcessTransport(argv, env=env, workdir=workdir)
+        transport = _ProcessTransport(argv, env={**env, **WORKER_ENV}, workdir=workdir)
         transport.boot(payload)
         return transport

@@ -33,6 +33,7 @@ from .sandbox import Backend, SandboxConfig, Transport
 __all__ = [
     "PipeTransport",
     "PooledSandbox",
+    "WORKER_ENV",
     "Transport",
     "WorkerHandle",
     "child_env",
@@ -46,6 +47,10 @@ __all__ = [
 HEADER = struct.Struct(">I")
 CHILD_PATH = "/usr/local/bin:/usr/bin:/bin"
 GRACE_S = 5.0  # how much longer than the exec's own limit the host waits for the worker's answer
+# The worker's interpreter starts with these on top of the children's environment (which
+# ``worker.main`` restores before any child runs): bind every symbol at start, so that a forked child
+# never writes the dynamic linker's tables (a copy-on-write fault per page) to resolve one.
+WORKER_ENV = {"LD_BIND_NOW": "1"}
 
 
 # The interpreter inside the sandbox runs this one-liner; it reads the fork server's source and its

@@ -330,14 +330,12 @@ class Worker:
             os.chdir(self.workdir)
             self._static_limits()
             main = _fresh_main()
-            _warm_up()
+            _warm_up(self.workdir)
             line = _read_line(3)
             os.close(3)
             if not line:
                 os._exit(0)
-            timeout, memory, extra = (line.split(b" ", 2) + [b""])[:3]
-            timeout_s, memory_mb = float(timeout), int(memory)
-            go = json.loads(extra) if extra.strip() else {}
+            timeout_s, memory_mb, go = _parse_go(line)
             cpu = int(time.process_time() + timeout_s) + 1
             resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
             resource.setrlimit(resource.RLIMIT_AS, (memory_mb * MIB, memory_mb * MIB))
@@ -475,21 +473,41 @@ def _sweep(statuses: dict) -> None:
 WARM_UP = compile("values = [i * 2 for i in range(8)]\ntext = {'key': str(values)}\n", "<warm-up>", "exec")
 
 
-def _warm_up() -> None:
+def _warm_up(workdir: str) -> None:
     """Run the interpreter's common paths once in the waiting spare, off the hot path.
 
-    The spare shares its memory with the server copy-on-write: the first write to each page costs
+    The spare shares its memory with the zygote copy-on-write: the first write to each page costs
     a fault and a page copy. Compiling and running a small program, and the calls the go line
-    makes, take most of those faults now, while the model thinks, instead of after the go line.
-    Nothing here is visible to the program: a throwaway namespace, no output, no imports.
+    makes (with a sample line), take most of those faults now, while the model thinks, instead of
+    after the go line. Nothing here is visible to the program: a throwaway namespace, no output,
+    no imports.
     """
     exec(compile("values = [i for i in range(8)]\n", "<warm-up>", "exec"), {"__builtins__": builtins})
     exec(WARM_UP, {"__builtins__": builtins})
     sys.stdout.write("")
     sys.stderr.write("")
-    float(b"1.0"), int(b"1"), time.process_time(), time.monotonic()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _, _, go = _parse_go(b'1.0 256 {"env": {}}\n')
+    path = os.path.join(workdir, go.get("filename") or "main.py")
+    _read_source(os.devnull), os.path.dirname(path), "threading" in sys.modules
+    time.process_time(), time.monotonic()
     resource.getrlimit(resource.RLIMIT_CPU)
-    os.environ.update({})
+    os.environ.update(go.get("env") or {})
+
+
+def _parse_go(line: bytes) -> tuple[float, int, dict]:
+    """The go line: ``<timeout> <memory> [json of the rarer fields]`` (no json in the common case)."""
+    timeout, memory, extra = (line.split(b" ", 2) + [b""])[:3]
+    return float(timeout), int(memory), (json.loads(extra) if extra.strip() else {})
+
+
+def _read_source(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return b"".join(iter(lambda: os.read(fd, READ_SIZE), b""))
+    finally:
+        os.close(fd)
 
 
 def _fresh_main() -> types.ModuleType:
@@ -520,12 +538,7 @@ def _run_main(main: types.ModuleType, path: str) -> None:
     main.__file__ = path
     status = 0
     try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            source = b"".join(iter(lambda: os.read(fd, READ_SIZE), b""))
-        finally:
-            os.close(fd)
-        exec(compile(source, path, "exec"), main.__dict__)
+        exec(compile(_read_source(path), path, "exec"), main.__dict__)
     except SystemExit as exc:
         status = _exit_status(exc)
     except BaseException as exc:  # noqa: BLE001 - printed like the interpreter would
