@@ -126,15 +126,12 @@ class Worker:
     def serve(self, proto_in: int, proto_out: int, zygote: socket.socket) -> None:
         """Answer requests until the host closes the pipe (the server process)."""
         self.zygote = zygote
-        ends = self._order_spare(0)
-        spare: Spare | None = self._take_spare(ends)
+        spare = self._take_spare(self._order_spare(0))
         _send(proto_out, {"ready": True, "pid": os.getpid(), "uid": os.getuid(), "python": sys.version.split()[0]})
         while True:
             request = _recv(proto_in)
             if request is None:
                 return  # the zygote sees its socket close, kills the spare and exits
-            if spare is None:
-                spare = self._take_spare(ends)
             try:
                 response = self._run(spare, request)
             except Exception:  # noqa: BLE001 - reported to the host, which recycles this worker
@@ -142,10 +139,16 @@ class Worker:
                 spare.close()
                 response = {"error": traceback.format_exc(limit=6)}
             _send(proto_out, response)
-            # Order the next spare only now: every process of this request is dead (the pid
-            # namespace's cleanup kills all but the zygote and this server, spares included).
-            # The zygote forks it while the host reads the answer; its pid is read on the next request.
-            ends, spare = self._order_spare(spare.pid), None
+            # Cleaning up after the answer keeps it off the answer's path, and it is done before
+            # the next request is read. The next spare is ordered only once every process of this
+            # request is dead (the pid namespace's cleanup kills all but the zygote and this
+            # server, spares included); the zygote forks it while the work dirs are wiped.
+            self._kill_leftovers(spare)
+            ends = self._order_spare(spare.pid)
+            if not self._wipe():
+                sys.stderr.write("sandbox worker: a scratch file could not be removed; exiting for a fresh worker\n")
+                return  # the host finds this worker gone and retries the request on a fresh one
+            spare = self._take_spare(ends)
 
     # ------------------------------------------------------------------ server side
     def _order_spare(self, reap: int) -> list:
@@ -173,7 +176,7 @@ class Worker:
         return None if reply == b"-" else int(reply)
 
     def _run(self, spare: Spare, request: dict) -> dict:
-        """Write the files, start the spare on ``request``, collect its result, clean up."""
+        """Write the files, start the spare on ``request``, collect its result."""
         self._write_files(request)
         # The go line: "<timeout> <memory> [json of the rarer fields]" (no json work in the common case).
         extra = {key: request[key] for key in ("argv", "env", "filename") if request.get(key)}
@@ -188,7 +191,6 @@ class Worker:
         data = base64.b64decode(stdin) if request.get("stdin_b64") else stdin.encode()
         result = self._collect(spare, data, start, float(request["timeout_s"]))
         spare.close()
-        result["clean"] = self._wipe() and result["clean"]
         return result
 
     def _write_files(self, request: dict) -> None:
@@ -255,9 +257,13 @@ class Worker:
                 exited = spare.pidfd in readable
                 truncated = self._drain(readable, pipes) or truncated
         duration = time.monotonic() - start
-        _kill_group(spare.pid)
-        if self.pidns:
-            _kill_all()
+        while pipes:  # what the child wrote before it exited
+            ready = select.select(list(pipes), [], [], 0)[0]
+            if not ready:
+                break
+            truncated = self._drain(ready, pipes) or truncated
+        if pipes:  # something the child left behind still holds the output open: kill it first
+            self._kill_leftovers(spare)
         drain_until = time.monotonic() + 0.5
         while pipes and time.monotonic() < drain_until:
             truncated = self._drain(select.select(list(pipes), [], [], 0.05)[0], pipes) or truncated
@@ -271,6 +277,11 @@ class Worker:
                          bytes(output[spare.err_r]), duration, timed_out, truncated)
         result["clean"] = not escaped
         return result
+
+    def _kill_leftovers(self, spare: Spare) -> None:
+        _kill_group(spare.pid)
+        if self.pidns:
+            _kill_all()
 
     def _drain(self, ready: list, pipes: dict) -> bool:
         """Read what is ready; forget pipes at EOF. True if output was cut at ``max_output``."""
