@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 HEADER = struct.Struct(">I")
+READ_AHEAD = 65536
 CHILD_PATH = "/usr/local/bin:/usr/bin:/bin"
 GRACE_S = 5.0  # how much longer than the exec's own limit the host waits for the worker's answer
 # The worker's interpreter starts with these on top of the children's environment (which
@@ -120,6 +121,7 @@ class PipeTransport:
             raise SandboxError(f"cannot start {argv[0]!r}: {exc}") from exc
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._in, self._out = self.proc.stdin.fileno(), self.proc.stdout.fileno()
+        self._buffer = bytearray()  # read ahead: a reply's header and body usually come in one read
 
     def send(self, data: bytes) -> None:
         try:
@@ -137,17 +139,17 @@ class PipeTransport:
             raise SandboxError(f"sandbox worker exited at start: {self.diagnostics() or exc}") from exc
 
     def recv(self, size: int, deadline: float) -> bytes:
-        chunks, left = [], size
-        while left:
+        while len(self._buffer) < size:
             timeout = deadline - time.monotonic()
             if timeout <= 0 or not select.select([self._out], [], [], timeout)[0]:
                 raise TimeoutError("worker did not answer in time")
-            chunk = os.read(self._out, left)
+            chunk = os.read(self._out, max(size - len(self._buffer), READ_AHEAD))
             if not chunk:
                 raise EOFError("worker exited")
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
+            self._buffer += chunk
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -356,12 +358,12 @@ class PooledSandbox:
             while True:
                 if self.closed:
                     raise SandboxError(f"{self.name} sandbox is closed")
-                for dead in [w for w in self._idle if not w.transport.alive()]:
-                    self._idle.remove(dead)  # died while idle: replaced below
-                    dead.close()
+                while self._idle:
+                    worker = self._idle.pop(0)  # least recently used: its next spare is forked by now
+                    if worker.transport.alive():
+                        return worker
+                    worker.close()  # died while idle: replaced below
                     self._live -= 1
-                if self._idle:
-                    return self._idle.pop(0)  # least recently used: its next spare is forked by now
                 if self._live < self.config.pool_size:
                     self._live += 1
                     break
