@@ -95,6 +95,60 @@ def test_isolation(box, check):
     assert ok, detail
 
 
+LIVE_PROCESSES = """import os
+me = os.getpid()
+for pid in sorted(int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) != me):
+    try:
+        comm, state = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[0].split('(', 1)[1], open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[0]
+    except OSError:
+        continue
+    if state not in 'ZX':
+        print(pid, comm)
+"""
+# Daemons that let go of the output pipes: the exec ends normally and the worker is kept for the next.
+LEAVE_DAEMONS = ("import os, subprocess\nquiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+                 "subprocess.Popen(['sleep', '1000'], start_new_session=True, **quiet)\n"
+                 "if os.fork() == 0:\n    os.setsid()\n    subprocess.Popen(['sleep', '1001'], **quiet)\n    os._exit(0)\n"
+                 "print('left')\n")
+
+
+def _one_worker_bwrap(*, switch_uid: bool):
+    """A bwrap sandbox with one warm worker; without ``switch_uid`` it runs as it does for a user
+    who cannot switch uids (not root): every process shares one uid, so the cleanup cannot kill by uid."""
+    from selfgym.envs.code.backends import BwrapBackend
+    from selfgym.envs.code.pool import PooledSandbox
+
+    config = SandboxConfig(backend="bwrap", pool_size=1)
+    backend = BwrapBackend(config)
+    try:
+        backend.check()
+    except SandboxError as exc:
+        pytest.skip(f"bwrap does not work on this host: {exc}")
+    backend.root = backend.root and switch_uid
+    sandbox = PooledSandbox(backend, config)
+    sandbox.start()
+    return sandbox
+
+
+@pytest.mark.parametrize("switch_uid", [True, False], ids=["sandbox uid", "no uid to switch to"])
+def test_processes_a_program_leaves_are_gone_for_the_next_exec(switch_uid):
+    with _one_worker_bwrap(switch_uid=switch_uid) as sandbox:
+        assert sandbox.exec(LEAVE_DAEMONS).stdout == "left\n"
+        live = sandbox.exec(LIVE_PROCESSES).stdout
+        assert sandbox.stats["recycled"] == 0  # the same worker, cleaned up
+        # bwrap's init, the zygote and the server are all that run besides the program itself
+        assert "sleep" not in live and len(live.splitlines()) == 3, live
+
+
+@pytest.mark.parametrize("check", ["writes", "reads", "no_state_between_execs"])
+def test_without_a_uid_to_switch_to_the_sandbox_still_keeps_writes_in_its_scratch_dirs(check):
+    # The sandbox's root is bwrap's own tmpfs: a program that owns it (no uid to drop to) must not be
+    # able to leave a file there for the next exec.
+    with _one_worker_bwrap(switch_uid=False) as sandbox:
+        ok, detail = CHECKS[check](sandbox)
+    assert ok, detail
+
+
 def test_host_survives_and_pool_still_answers_after_attacks(box):
     assert box.exec("print(sum(range(10)))").stdout == "45\n"
 

@@ -64,13 +64,17 @@ class BwrapBackend:
         size = str(self.config.scratch_mb * MIB)
         uid = sandbox_uid() if self.root else None
         env = child_env(WORKDIR)
-        argv = [self.bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--as-pid-1", "--unshare-net",
+        argv = [self.bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net",
                 "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
         argv += self._binds()
         argv += ["--proc", "/proc", "--dev", "/dev",
                  "--perms", "1777", "--size", size, "--tmpfs", "/tmp",
                  "--perms", "1777", "--size", size, "--tmpfs", "/dev/shm",
-                 "--size", size, "--tmpfs", WORKDIR, "--chdir", WORKDIR, "--clearenv"]
+                 "--size", size, "--tmpfs", WORKDIR,
+                 # The root is bwrap's own tmpfs: without a user to switch to (not root), the program
+                 # owns it, and a file it wrote there would outlive the exec (the wipe covers only the
+                 # scratch dirs). Read-only, like everything outside the scratch dirs.
+                 "--remount-ro", "/", "--chdir", WORKDIR, "--clearenv"]
         for key, value in {**env, **WORKER_ENV}.items():
             argv += ["--setenv", key, value]
         if self.root:

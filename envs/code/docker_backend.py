@@ -52,7 +52,7 @@ class DockerTransport:
         try:
             self.container = client.containers.create(
                 config.image, command, stdin_open=True, tty=False, detach=True, user="0", working_dir="/work",
-                network_mode="none", read_only=True, init=False, environment=WORKER_ENV,
+                network_mode="none", read_only=True, init=True, environment=WORKER_ENV,
                 tmpfs={"/work": scratch, "/tmp": scratch, "/dev/shm": scratch},
                 mem_limit=f"{config.memory_mb + 256}m", memswap_limit=f"{config.memory_mb + 256}m",
                 pids_limit=config.max_procs + 16, nano_cpus=int(config.cpus * 1e9),

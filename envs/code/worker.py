@@ -3,8 +3,7 @@
 Started once per sandbox by ``pool.BOOTSTRAP``, which reads this source and its configuration
 from stdin and runs it with the configuration in ``sys.argv[1]``. It is two processes:
 
-- the *zygote* (the process started; pid 1 of the sandbox's pid namespace where there is one)
-  only forks children and reaps them. It does next to nothing between forks, so a fork leaves it
+- the *zygote* (the process started) only forks children and reaps them. It does next to nothing between forks, so a fork leaves it
   almost no pages to copy on write;
 - the *server*, forked from it once, reads length-prefixed JSON requests on stdin and answers on
   stdout. It shares no pages with the children (it is not their parent's memory), so handling a
@@ -44,6 +43,7 @@ import types
 HEADER = struct.Struct(">I")
 MIB = 1024 * 1024
 READ_SIZE = 65536
+SPARE_TIMEOUT_S = 60.0
 
 
 def _read_exactly(fd: int, size: int) -> bytes | None:
@@ -126,12 +126,15 @@ class Worker:
     def serve(self, proto_in: int, proto_out: int, zygote: socket.socket) -> None:
         """Answer requests until the host closes the pipe (the server process)."""
         self.zygote = zygote
-        spare = self._take_spare(self._order_spare(0))
+        self._order_spare(0)
+        spare: Spare | None = self._take_spare()
         _send(proto_out, {"ready": True, "pid": os.getpid(), "uid": os.getuid(), "python": sys.version.split()[0]})
         while True:
             request = _recv(proto_in)
             if request is None:
                 return  # the zygote sees its socket close, kills the spare and exits
+            if spare is None:
+                spare = self._take_spare()  # ordered after the last answer; ready by now, as a rule
             try:
                 response = self._run(spare, request)
             except Exception:  # noqa: BLE001 - reported to the host, which recycles this worker
@@ -141,30 +144,29 @@ class Worker:
             _send(proto_out, response)
             # Cleaning up after the answer keeps it off the answer's path, and it is done before
             # the next request is read. The next spare is ordered only once every process of this
-            # request is dead (the pid namespace's cleanup kills all but the zygote and this
-            # server, spares included); the zygote forks it while the work dirs are wiped.
+            # request is dead (without a sandbox uid the cleanup kills every process but the
+            # zygote and this server, a waiting spare too); it starts while the work dirs are wiped
+            # and the host sends the next request.
             self._kill_leftovers(spare)
-            ends = self._order_spare(spare.pid)
+            self._order_spare(spare.pid)
+            spare = None
             if not self._wipe():
                 sys.stderr.write("sandbox worker: a scratch file could not be removed; exiting for a fresh worker\n")
                 return  # the host finds this worker gone and retries the request on a fresh one
-            spare = self._take_spare(ends)
 
     # ------------------------------------------------------------------ server side
-    def _order_spare(self, reap: int) -> list:
-        """Ask the zygote for a new spare (and to reap the finished one); returns the server's pipe ends."""
-        pipes = [os.pipe() for _ in range(5)]  # control, stdin, stdout, stderr, exit status
-        child_ends = [pipes[0][0], pipes[1][0], pipes[2][1], pipes[3][1], pipes[4][1]]
-        socket.send_fds(self.zygote, [b"f %d" % reap], child_ends)
-        for fd in child_ends:
-            os.close(fd)
-        return [pipes[0][1], pipes[1][1], pipes[2][0], pipes[3][0], pipes[4][0]]
+    def _order_spare(self, reap: int) -> None:
+        """Ask the zygote for a new spare (and to reap the finished one, 0 for none)."""
+        self.zygote.send(b"f %d" % reap)
 
-    def _take_spare(self, ends: list) -> Spare:
-        reply = self.zygote.recv(64)
-        if not reply:
-            raise RuntimeError("the sandbox's zygote process exited")
-        return Spare(int(reply), *ends)
+    def _take_spare(self) -> Spare:
+        """The ordered spare's pid and this server's ends of its pipes, which the spare sends itself."""
+        if not select.select([self.zygote], [], [], SPARE_TIMEOUT_S)[0]:
+            raise RuntimeError(f"no spare child reported within {SPARE_TIMEOUT_S:.0f}s")
+        message, fds, _, _ = socket.recv_fds(self.zygote, 64, 5)
+        if not message or len(fds) != 5:
+            raise RuntimeError(f"the sandbox's zygote or spare failed ({message!r}, {len(fds)} fds)")
+        return Spare(int(message), *fds)
 
     def _wait(self, pid: int, block: bool = True) -> int | None:
         """The wait status of the (exited or killed) spare ``pid``, from the zygote that reaps it;
@@ -279,9 +281,27 @@ class Worker:
         return result
 
     def _kill_leftovers(self, spare: Spare) -> None:
+        """Kill the spare's process group and, in a pid namespace, whatever else a program left.
+
+        Processes a program started may leave its group (``setsid``); in a pid namespace they are
+        found all the same. Under a sandbox uid, ``kill(-1)`` as that uid reaches exactly its
+        processes in one atomic sweep, and the zygote, this server and the namespace's init (root)
+        stay; the saved uid stays 0, which is how this process gets root back. Without one, every
+        process shares this uid, so they are listed and killed one by one.
+        """
         _kill_group(spare.pid)
-        if self.pidns:
-            _kill_all()
+        if not self.pidns:
+            return
+        if self.uid is None:
+            _kill_others({1, os.getpid(), os.getppid()})
+            return
+        os.setresuid(self.uid, self.uid, 0)
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except OSError:
+            pass  # nothing left to kill
+        finally:
+            os.setresuid(0, 0, 0)
 
     def _drain(self, ready: list, pipes: dict) -> bool:
         """Read what is ready; forget pipes at EOF. True if output was cut at ``max_output``."""
@@ -327,11 +347,19 @@ class Worker:
             return False
 
     # ------------------------------------------------------------------ child side
-    def _spare(self, fds: list) -> None:
-        """The spare child: get ready, wait for the go message, become the program. Never returns."""
+    def _spare(self, server: socket.socket) -> None:
+        """The spare child: get ready, wait for the go message, become the program. Never returns.
+
+        It makes its own pipes (control, stdin, stdout, stderr, exit status) and sends the server
+        its ends with its pid, so the zygote's loop touches no fds (each of its writes after a fork
+        is a copy-on-write fault). The zygote keeps fds 0-4 taken, so every new fd here is >= 5.
+        """
         try:
             os.setsid()
-            control, stdin_r, out_w, err_w, status_w = fds
+            pipes = [os.pipe() for _ in range(5)]
+            socket.send_fds(server, [b"%d" % os.getpid()],
+                            [pipes[0][1], pipes[1][1], pipes[2][0], pipes[3][0], pipes[4][0]])
+            control, stdin_r, out_w, err_w, status_w = pipes[0][0], pipes[1][0], pipes[2][1], pipes[3][1], pipes[4][1]
             os.dup2(control, 3)
             os.dup2(stdin_r, 0)
             os.dup2(out_w, 1)
@@ -411,31 +439,44 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def _kill_all() -> None:
-    """Kill every process in this pid namespace but its init (the zygote) and the server; the
-    zygote reaps them."""
-    try:
-        os.kill(-1, signal.SIGKILL)
-    except OSError:
-        pass
+def _kill_others(keep: set) -> None:
+    """Kill every live process of this pid namespace but ``keep``, pass after pass until none is left."""
+    for _ in range(1000):
+        alive = []
+        for name in os.listdir("/proc"):
+            if name.isdigit() and int(name) not in keep:
+                try:
+                    with open(f"/proc/{name}/stat", "rb") as fh:
+                        state = fh.read().rsplit(b")", 1)[1].split()[0]
+                except (OSError, IndexError):
+                    continue
+                if state not in (b"Z", b"X"):  # zombies wait for the namespace's init to reap them
+                    alive.append(int(name))
+        if not alive:
+            return
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
 
 
 def _zygote(worker: Worker, sock: socket.socket) -> None:
     """The zygote's loop: fork a spare per order, reap, answer wait queries. Never returns.
 
-    Orders from the server (one datagram each): ``f <pid>`` with the five child ends of the
-    spare's pipes attached: fork a spare on them, answer its pid, then reap ``<pid>`` (the spare
-    the server is done with; 0 for none). ``w <pid>`` / ``p <pid>``: answer the wait status of an
-    exited spare, waiting for it (``w``) or ``-`` if it still runs (``p``). As the namespace's init
-    it also reaps every orphan the cleanup killed. Deliberately small: each of its writes after a
-    fork costs a copy-on-write fault.
+    Orders from the server (one datagram each): ``f <pid>``: fork a spare (which reports to the
+    server itself), then reap ``<pid>``, the spare the server is done with (0 for none; it has
+    exited or been killed). ``w <pid>`` / ``p <pid>``: answer the wait status of an exited spare,
+    waiting for it (``w``) or ``-`` if it still runs (``p``). What a program leaves behind is not
+    the zygote's child: orphans go to the namespace's init, which reaps them at once. Deliberately
+    small: each of the zygote's writes after a fork costs a copy-on-write fault.
     """
     statuses: dict[int, int | None] = {}  # spares not yet let go -> their wait status once reaped
     while True:
         try:
-            message, fds, _, _ = socket.recv_fds(sock, 64, 5)
+            message = sock.recv(64)
         except OSError:
-            message, fds = b"", []
+            message = b""
         if not message:  # the server exited
             for pid in statuses:
                 _kill_group(pid)
@@ -445,31 +486,30 @@ def _zygote(worker: Worker, sock: socket.socket) -> None:
             _sweep(statuses)
             child = os.fork()
             if child == 0:
-                worker._spare(fds)  # never returns
-            for fd in fds:
-                os.close(fd)
+                worker._spare(sock)  # never returns
             statuses[child] = None
-            sock.send(b"%d" % child)
             if pid and statuses.pop(pid, None) is None:
-                _reap(pid, 0)
+                _reap(statuses, pid, 0)
             continue
         status = statuses.get(pid)
         if status is None:
-            status = _reap(pid, 0 if op == b"w" else os.WNOHANG)
-            statuses[pid] = status
+            status = _reap(statuses, pid, 0 if op == b"w" else os.WNOHANG)
         sock.send(b"-" if status is None else b"%d" % status)
 
 
-def _reap(pid: int, flags: int) -> int | None:
+def _reap(statuses: dict, pid: int, flags: int) -> int | None:
+    """Wait for spare ``pid`` (``None``: it still runs, with ``WNOHANG``)."""
     try:
         done, status = os.waitpid(pid, flags)
-    except ChildProcessError:
-        return -1  # not ours (cannot happen): reported as an unknown exit
+    except ChildProcessError:  # cannot happen: reported as an unknown exit
+        return -1
+    if done:
+        statuses[pid] = status
     return status if done else None
 
 
 def _sweep(statuses: dict) -> None:
-    """Reap whatever has exited: spares (their status kept for the server) and killed orphans."""
+    """Reap the spares that exited (their status kept until the server lets them go)."""
     while True:
         try:
             done, status = os.waitpid(-1, os.WNOHANG)
@@ -596,8 +636,6 @@ def main() -> None:
         sys.modules[name] = module
         exec(compile(source, module.__file__, "exec"), module.__dict__)
     worker = Worker(config)
-    if worker.pidns and os.getpid() != 1:  # _kill_all would kill the zygote
-        raise SystemExit(f"the sandbox worker must be pid 1 of its pid namespace, not {os.getpid()}")
     server_end, zygote_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     gc.freeze()  # the collector then leaves the shared objects alone: fewer copy-on-write faults
     if os.fork() == 0:
