@@ -3,8 +3,8 @@
 Started once per sandbox by ``pool.BOOTSTRAP``, which reads this source and its configuration
 from stdin and runs it with the configuration in ``sys.argv[1]``. It is two processes:
 
-- the *zygote* (the process started) only forks children and reaps them. It does next to nothing between forks, so a fork leaves it
-  almost no pages to copy on write;
+- the *zygote* (the process started) only forks children and reaps them. It does next to
+  nothing between forks, so a fork leaves it almost no pages to copy on write;
 - the *server*, forked from it once, reads length-prefixed JSON requests on stdin and answers on
   stdout. It shares no pages with the children (it is not their parent's memory), so handling a
   request costs it no copy-on-write faults.
@@ -643,8 +643,8 @@ def main() -> None:
         worker.serve(proto_in, proto_out, server_end)
         return
     server_end.close()
-    # Only the server speaks to the host. Fds 0-4 stay taken, so every fd the zygote receives is
-    # >= 5 and a spare's dup2 onto 0-4 never overwrites one it still has to move.
+    # Only the server speaks to the host. Fds 0-4 stay taken, so every pipe a spare opens is >= 5
+    # and its dup2 onto 0-4 never overwrites one it still has to move.
     os.dup2(null, proto_in)
     os.dup2(null, proto_out)
     _zygote(worker, zygote_end)
